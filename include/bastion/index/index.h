@@ -1,0 +1,79 @@
+// Index: the patient/study/series/instance catalogue behind C-FIND and
+// QIDO-RS, and the map from SOP Instance UID to the blob that holds it.
+//
+// Implementations keep identifying attributes (names, IDs, birth date,
+// accession number, referring physician) encrypted at rest and match them
+// through keyed blind-index tokens; see docs/index-encryption.md.
+// All methods are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bastion/common/status.h"
+
+namespace bastion {
+
+// Everything the index records about one stored instance.
+struct InstanceRecord {
+  // Patient (PHI: encrypted at rest).
+  std::string patient_id, patient_name, issuer_of_patient_id, patient_birth_date, patient_sex, other_patient_ids;
+  // Study. accession_number, referring_physician and study_id are PHI.
+  std::string study_uid, study_date, study_time, accession_number, referring_physician, study_description,
+      study_id;
+  // Series.
+  std::string series_uid, modality, series_number, series_description;
+  // Instance.
+  std::string sop_uid, sop_class_uid, instance_number, transfer_syntax, specific_character_set;
+  // Storage.
+  std::string blob_id;
+  uint64_t size = 0;
+  std::string sha256_hex;  // of the stored object bytes
+};
+
+// Where an instance lives and how to check it.
+struct InstanceLocation {
+  std::string study_uid, series_uid, sop_uid, sop_class_uid, transfer_syntax, blob_id, sha256_hex;
+  uint64_t size = 0;
+};
+
+enum class QueryLevel { kPatient, kStudy, kSeries, kImage };
+
+// A C-FIND / QIDO-RS query as a value. `keys` holds matching keys by tag
+// (group << 16 | element): an empty value is universal matching (return
+// key only). Values use DICOM matching: '*' and '?' wildcards, ranges
+// "A-B" for DA/TM, '\'-separated UID lists. PN matching ignores case.
+struct Query {
+  QueryLevel level = QueryLevel::kStudy;
+  std::map<uint32_t, std::string> keys;
+  size_t limit = 0;  // 0: no limit
+};
+
+// One match: attribute values by tag, including computed attributes
+// (NumberOf*Related*, ModalitiesInStudy) when the level has them.
+using QueryRow = std::map<uint32_t, std::string>;
+
+enum class PutResult { kInserted, kAlreadyStored };
+
+class Index {
+ public:
+  virtual ~Index() = default;
+  // Records an instance; returns only after the record is durable.
+  // Same SOP Instance UID with the same sha256: kAlreadyStored (nothing
+  // changes). With a different sha256: kAlreadyExists error (no overwrite).
+  virtual StatusOr<PutResult> putInstance(const InstanceRecord& record) = 0;
+  virtual StatusOr<std::optional<InstanceLocation>> findInstance(const std::string& sop_uid) = 0;
+  // Streams the matches of `query` to `emit`, which returns false to stop.
+  virtual Status query(const Query& query, const std::function<bool(const QueryRow&)>& emit) = 0;
+  // Instances selected by a retrieve identifier at `level` (UIDs and
+  // PatientID as in `query.keys`). Unknown keys are ignored.
+  virtual StatusOr<std::vector<InstanceLocation>> instancesFor(const Query& query) = 0;
+  virtual Status forEachInstance(const std::function<void(const InstanceLocation&)>& fn) = 0;
+  virtual StatusOr<uint64_t> instanceCount() = 0;
+};
+
+}  // namespace bastion

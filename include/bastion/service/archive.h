@@ -1,0 +1,103 @@
+// The archive's services: store, query, retrieve. Every front-end (DIMSE
+// today, DICOMweb later) calls these; permission checks and audit events
+// happen here, never in a front-end. Thread-safe.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bastion/audit/audit_log.h"
+#include "bastion/common/bytes.h"
+#include "bastion/common/clock.h"
+#include "bastion/index/index.h"
+#include "bastion/service/node_registry.h"
+#include "bastion/storage/blob_store.h"
+
+namespace bastion {
+
+// Who is calling, established by the front-end's authentication.
+struct CallContext {
+  std::string calling_ae;
+  std::string peer_address;
+  std::string cert_sha256;
+  uint32_t permissions = 0;  // Permission bits granted to this caller
+};
+
+struct ArchiveLimits {
+  uint64_t max_object_size = 1ull << 30;       // bytes of one data set as received
+  uint64_t max_pixel_bytes = 4ull << 30;       // declared rows*cols*spp*bytes*frames
+  int max_sequence_depth = 32;
+  uint64_t max_items_per_sequence = 100000;
+  size_t max_query_results = 100000;
+};
+
+struct ArchiveDeps {
+  BlobStore& blobs;  // normally an EncryptingBlobStore
+  Index& index;
+  AuditLog& audit;
+  const Clock& clock;
+  ArchiveLimits limits;
+  std::string implementation_uid;      // written to (0002,0012)
+  std::string implementation_version;  // written to (0002,0013)
+};
+
+struct StoreRequest {
+  std::string transfer_syntax;
+  std::string sop_class_uid;     // from the command (C-STORE) or the file meta
+  std::string sop_instance_uid;  // idem
+  ByteView dataset;              // the data set as received, in transfer_syntax
+};
+
+class StoreService {
+ public:
+  explicit StoreService(ArchiveDeps deps) : d_(std::move(deps)) {}
+  // Validates, encrypts, stores durably, indexes and audits one instance.
+  // kPermissionDenied, kInvalidArgument (malformed/hostile), kResourceExhausted
+  // (a limit), kAlreadyExists (same UID, different content). Success with
+  // kAlreadyStored when the identical instance is already present.
+  StatusOr<PutResult> store(const CallContext& ctx, const StoreRequest& req);
+  // Same for a Part-10 file (import): its preamble is replaced by zeros.
+  StatusOr<PutResult> storeFile(const CallContext& ctx, ByteView file);
+
+ private:
+  StatusOr<PutResult> storeChecked(const CallContext& ctx, const StoreRequest& req, std::string& study_uid);
+  ArchiveDeps d_;
+};
+
+class QueryService {
+ public:
+  explicit QueryService(ArchiveDeps deps) : d_(std::move(deps)) {}
+  // Streams matches; audited as one "find" event.
+  Status find(const CallContext& ctx, const Query& query, const std::function<bool(const QueryRow&)>& emit);
+
+ private:
+  ArchiveDeps d_;
+};
+
+class RetrieveService {
+ public:
+  explicit RetrieveService(ArchiveDeps deps) : d_(std::move(deps)) {}
+  // Instances a C-GET/C-MOVE identifier selects. `action` is "get" or "move".
+  StatusOr<std::vector<InstanceLocation>> select(const CallContext& ctx, const std::string& action,
+                                                 const Query& query);
+  // Decrypts and verifies one stored object (Part-10 bytes). kDataLoss if a
+  // segment or the recorded SHA-256 does not verify: never altered bytes.
+  StatusOr<Bytes> read(const InstanceLocation& loc);
+  // Records the outcome of a retrieval.
+  void audit(const CallContext& ctx, const std::string& action, const std::string& study_uid, uint32_t count,
+             const std::string& outcome, const std::string& detail);
+
+ private:
+  ArchiveDeps d_;
+};
+
+// Syntax rules for UIDs (PS3.5 9.1): 1-64 characters, digits and dots,
+// components without leading zeros, no empty component.
+bool isValidUid(std::string_view uid);
+
+// Builds a Part-10 file: 128 zero bytes, "DICM", group 0002, then `dataset`.
+Bytes buildPart10(const std::string& sop_class, const std::string& sop_instance, const std::string& ts,
+                  const std::string& impl_uid, const std::string& impl_version, ByteView dataset);
+
+}  // namespace bastion

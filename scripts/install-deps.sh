@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package Bastion needs to build, run and test.
+# Usage: scripts/install-deps.sh [--test]   (--test adds the test-only tools)
+# Idempotent: installs only what is missing. Needs root (or sudo).
+set -euo pipefail
+
+runtime_build=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libdcmtk-dev dcmtk libssl-dev openssl libsqlite3-dev sqlite3
+  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libsodium-dev
+)
+test_tools=(
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  python3 python3-pydicom python3-pytest python3-numpy
+  stunnel4 sslscan testssl.sh clang libclang-rt-14-dev procps
+)
+
+want=("${runtime_build[@]}")
+if [[ "${1:-}" == "--test" ]]; then want+=("${test_tools[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#want[@]} packages present"
+  exit 0
+fi
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

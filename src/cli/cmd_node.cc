@@ -1,0 +1,121 @@
+// bastion node add|list|remove, and bastion node issue-cert for sites that
+// use Bastion's private CA for their modalities' client certificates.
+#include <iostream>
+
+#include "cli/commands.h"
+#include "crypto/pki.h"
+#include "server/composition.h"
+
+namespace bastion::cli {
+namespace {
+
+struct NodeOptions {
+  std::string config = "/var/lib/bastion/bastion.toml";
+  std::string ae, cidr, cert, cert_sha256, perms, move_host, name, out_key, out_cert;
+  int move_port = 0;
+};
+
+int fail(const Status& s) {
+  std::cerr << "node: " << s.toString() << "\n";
+  return 1;
+}
+
+template <typename Fn>
+int withIndex(const NodeOptions& o, Fn fn) {
+  auto cfg = server::loadConfig(o.config);
+  if (!cfg.ok()) return fail(cfg.status());
+  auto archive = server::openArchive(*cfg);
+  if (!archive.ok()) return fail(archive.status());
+  return fn(*(*archive)->index);
+}
+
+int add(const NodeOptions& o) {
+  DicomNode n;
+  n.ae_title = o.ae;
+  n.source_cidr = o.cidr;
+  n.move_host = o.move_host;
+  n.move_port = static_cast<uint16_t>(o.move_port);
+  auto perms = parsePermissions(o.perms);
+  if (!perms.ok()) return fail(perms.status());
+  n.permissions = *perms;
+  if (!o.cert.empty()) {
+    auto fp = crypto::certificateFingerprintFile(o.cert);
+    if (!fp.ok()) return fail(fp.status());
+    n.cert_sha256 = *fp;
+  } else {
+    n.cert_sha256 = o.cert_sha256;
+  }
+  if (n.cert_sha256.size() != 64 && !n.cert_sha256.empty())
+    return fail(invalidArgument("certificate fingerprint must be 64 hex digits"));
+  return withIndex(o, [&](NodeRegistry& r) {
+    Status s = r.add(n);
+    if (!s.ok()) return fail(s);
+    std::cout << "added node " << n.ae_title << " (" << formatPermissions(n.permissions) << ")\n";
+    return 0;
+  });
+}
+
+int list(const NodeOptions& o) {
+  return withIndex(o, [&](NodeRegistry& r) {
+    auto all = r.list();
+    if (!all.ok()) return fail(all.status());
+    for (const auto& n : *all)
+      std::cout << n.ae_title << "\t" << n.source_cidr << "\t" << (n.cert_sha256.empty() ? "-" : n.cert_sha256) << "\t"
+                << formatPermissions(n.permissions) << "\t"
+                << (n.move_host.empty() ? "-" : n.move_host + ":" + std::to_string(n.move_port)) << "\n";
+    return 0;
+  });
+}
+
+int removeNode(const NodeOptions& o) {
+  return withIndex(o, [&](NodeRegistry& r) {
+    Status s = r.remove(o.ae);
+    if (!s.ok()) return fail(s);
+    std::cout << "removed node " << o.ae << "\n";
+    return 0;
+  });
+}
+
+int issue(const NodeOptions& o) {
+  auto cfg = server::loadConfig(o.config);
+  if (!cfg.ok()) return fail(cfg.status());
+  const std::string ca_key = std::filesystem::path(cfg->tls_key).parent_path().string() + "/ca.key";
+  crypto::IssueRequest req{o.name, {}, {}, false, 825};
+  Status s = crypto::issueCertificate(ca_key, cfg->tls_ca, req, o.out_key, o.out_cert);
+  if (!s.ok()) return fail(s);
+  auto fp = crypto::certificateFingerprintFile(o.out_cert);
+  if (!fp.ok()) return fail(fp.status());
+  std::cout << "issued " << o.out_cert << " (key " << o.out_key << ", mode 0600)\nsha256 " << *fp << "\n";
+  return 0;
+}
+
+}  // namespace
+
+void addNode(CLI::App& app, Action& action) {
+  auto o = std::make_shared<NodeOptions>();
+  auto* cmd = app.add_subcommand("node", "Manage the DICOM nodes allowed to connect");
+  cmd->require_subcommand(1);
+  cmd->add_option("--config", o->config, "Path to bastion.toml");
+  auto* a = cmd->add_subcommand("add", "Register a node");
+  a->add_option("--ae", o->ae, "The node's AE title")->required();
+  a->add_option("--cidr", o->cidr, "Address or CIDR it connects from")->required();
+  a->add_option("--cert", o->cert, "Its client certificate (PEM); the SHA-256 fingerprint is recorded");
+  a->add_option("--cert-sha256", o->cert_sha256, "Or the fingerprint itself");
+  a->add_option("--perm", o->perms, "Permissions: echo,store,find,get,move")->required();
+  a->add_option("--move-host", o->move_host, "As a C-MOVE destination: its host");
+  a->add_option("--move-port", o->move_port, "As a C-MOVE destination: its TLS port")->check(CLI::Range(0, 65535));
+  a->callback([&action, o] { action = [o] { return add(*o); }; });
+  auto* l = cmd->add_subcommand("list", "List registered nodes");
+  l->callback([&action, o] { action = [o] { return list(*o); }; });
+  auto* r = cmd->add_subcommand("remove", "Remove a node");
+  r->add_option("--ae", o->ae, "The node's AE title")->required();
+  r->callback([&action, o] { action = [o] { return removeNode(*o); }; });
+  auto* i = cmd->add_subcommand("issue-cert", "Issue a client certificate from Bastion's private CA");
+  i->add_option("--name", o->name, "Common name")->required();
+  i->add_option("--out-key", o->out_key, "Private key output (PEM, 0600)")->required();
+  i->add_option("--out-cert", o->out_cert, "Certificate output (PEM)")->required();
+  i->callback([&action, o] { action = [o] { return issue(*o); }; });
+  for (auto* sub : {a, l, r, i}) sub->add_option("--config", o->config, "Path to bastion.toml");
+}
+
+}  // namespace bastion::cli

@@ -1,0 +1,83 @@
+// bastion serve: runs the DICOM listeners until SIGINT/SIGTERM.
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "dicom/dcmtk/dimse_server.h"
+#include "server/composition.h"
+
+namespace bastion::cli {
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void onSignal(int) { g_stop = 1; }
+
+int serve(const std::string& config_path) {
+  auto cfg = server::loadConfig(config_path);
+  if (!cfg.ok()) {
+    std::cerr << "serve: " << cfg.status().toString() << "\n";
+    return 1;
+  }
+  auto archive = server::openArchive(*cfg);
+  if (!archive.ok()) {
+    std::cerr << "serve: " << archive.status().toString() << "\n";
+    return 1;
+  }
+  server::Archive& a = **archive;
+  auto swept = server::removeUnacknowledgedBlobs(a);
+  if (!swept.ok()) {
+    std::cerr << "serve: " << swept.status().toString() << "\n";
+    return 1;
+  }
+  if (*swept) std::cerr << "serve: removed " << *swept << " unacknowledged blob(s) from an interrupted run\n";
+
+  dicom::ServerConfig sc;
+  sc.assoc = {cfg->ae_title, cfg->tls_ca, cfg->tls_cert, cfg->tls_key, cfg->idle_timeout_s, cfg->artim_timeout_s,
+              cfg->max_pdu, cfg->limits};
+  sc.tls_address = cfg->tls_listen.address;
+  sc.tls_port = cfg->tls_listen.port;
+  sc.plain_enabled = cfg->plain_enabled;
+  sc.plain_address = cfg->plain_listen.address;
+  sc.plain_port = cfg->plain_listen.port;
+  sc.plain_allow = cfg->plain_allow;
+  sc.max_associations = cfg->max_associations;
+  sc.max_associations_per_node = cfg->max_associations_per_node;
+  dicom::Services services{*a.store, *a.query, *a.retrieve, *a.index, *a.audit, Clock::system()};
+  dicom::DimseServer server(sc, services);
+  std::signal(SIGINT, onSignal);
+  std::signal(SIGTERM, onSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+  Status s = server.start();
+  if (!s.ok()) {
+    std::cerr << "serve: " << s.toString() << "\n";
+    return 1;
+  }
+  a.audit->append({Clock::system().now(), "bastion", "", "", "start", "", 0, "success", ""}).ok();
+  std::cout << "bastion: DICOM TLS on " << sc.tls_address << ":" << server.tlsPort() << " (AE " << cfg->ae_title
+            << ")";
+  if (sc.plain_enabled) std::cout << ", plaintext on " << sc.plain_address << ":" << server.plainPort();
+  std::cout << std::endl;
+  if (!cfg->port_file.empty()) {
+    std::ofstream pf(cfg->port_file + ".tmp");
+    pf << "tls=" << server.tlsPort() << "\nplain=" << server.plainPort() << "\n";
+    pf.close();
+    std::rename((cfg->port_file + ".tmp").c_str(), cfg->port_file.c_str());
+  }
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server.stop();
+  a.audit->append({Clock::system().now(), "bastion", "", "", "stop", "", 0, "success", ""}).ok();
+  return 0;
+}
+
+}  // namespace
+
+void addServe(CLI::App& app, Action& action) {
+  auto path = std::make_shared<std::string>("/var/lib/bastion/bastion.toml");
+  auto* cmd = app.add_subcommand("serve", "Run the archive");
+  cmd->add_option("--config", *path, "Path to bastion.toml");
+  cmd->callback([&action, path] { action = [path] { return serve(*path); }; });
+}
+
+}  // namespace bastion::cli

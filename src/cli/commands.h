@@ -1,0 +1,17 @@
+// One function per subcommand; each registers its options on `app` and
+// returns the action to run once parsing succeeded (exit code).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace bastion::cli {
+
+using Action = std::function<int()>;
+void addInit(CLI::App& app, Action& action);
+void addNode(CLI::App& app, Action& action);
+void addServe(CLI::App& app, Action& action);
+void addVerify(CLI::App& app, Action& action);
+void addImport(CLI::App& app, Action& action);
+
+}  // namespace bastion::cli

@@ -1,0 +1,467 @@
+#include "dicom/dcmtk/association.h"
+
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmnet/dimse.h>
+
+#include <cstring>
+#include <vector>
+
+#include "crypto/pki.h"
+#include "dicom/dcmtk/dataset_io.h"
+#include "dicom/dcmtk/store_scu.h"
+
+namespace bastion::dicom {
+namespace {
+
+// DIMSE statuses (PS3.7 Annex C, PS3.4).
+constexpr uint16_t kSuccess = 0x0000, kPending = 0xFF00, kCancel = 0xFE00, kNotAuthorized = 0x0124,
+                   kOutOfResources = 0xA700, kCannotUnderstand = 0xC000, kDuplicateDifferent = 0xC010,
+                   kIdentifierMismatch = 0xA900, kMoveDestinationUnknown = 0xA801, kSubOpsFailed = 0xB000,
+                   kProcessingFailure = 0x0110, kUnableToProcess = 0xC001;
+
+bool isOneOf(const char* uid, std::initializer_list<const char*> list) {
+  for (const char* u : list)
+    if (std::strcmp(uid, u) == 0) return true;
+  return false;
+}
+
+bool isQueryRetrieveSyntax(const char* as) {
+  return isOneOf(as, {UID_FINDPatientRootQueryRetrieveInformationModel, UID_FINDStudyRootQueryRetrieveInformationModel,
+                      UID_GETPatientRootQueryRetrieveInformationModel, UID_GETStudyRootQueryRetrieveInformationModel,
+                      UID_MOVEPatientRootQueryRetrieveInformationModel,
+                      UID_MOVEStudyRootQueryRetrieveInformationModel});
+}
+
+void negotiate(T_ASC_Parameters* params) {
+  const int n = ASC_countPresentationContexts(params);
+  for (int i = 0; i < n; ++i) {
+    T_ASC_PresentationContext pc;
+    if (ASC_getPresentationContext(params, i, &pc).bad()) continue;
+    const bool storage = dcmIsaStorageSOPClassUID(pc.abstractSyntax, ESSC_All);
+    const bool service = std::strcmp(pc.abstractSyntax, UID_VerificationSOPClass) == 0 ||
+                         isQueryRetrieveSyntax(pc.abstractSyntax);
+    if (!storage && !service) {
+      ASC_refusePresentationContext(params, pc.presentationContextID, ASC_P_ABSTRACTSYNTAXNOTSUPPORTED);
+      continue;
+    }
+    const char* chosen = nullptr;
+    if (storage) {
+      // The SCU's first supported proposal: objects are stored as sent.
+      for (int t = 0; t < pc.transferSyntaxCount && !chosen; ++t)
+        if (encodingOf(pc.proposedTransferSyntaxes[t]).ok()) chosen = pc.proposedTransferSyntaxes[t];
+    } else {
+      for (const char* want : {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax})
+        for (int t = 0; t < pc.transferSyntaxCount && !chosen; ++t)
+          if (std::strcmp(pc.proposedTransferSyntaxes[t], want) == 0) chosen = want;
+    }
+    if (!chosen) {
+      ASC_refusePresentationContext(params, pc.presentationContextID, ASC_P_TRANSFERSYNTAXESNOTSUPPORTED);
+      continue;
+    }
+    // Storage contexts proposed with the SCP role are for C-GET sub-operations.
+    T_ASC_SC_ROLE role = ASC_SC_ROLE_DEFAULT;
+    if (storage && (pc.proposedRole == ASC_SC_ROLE_SCP || pc.proposedRole == ASC_SC_ROLE_SCUSCP))
+      role = pc.proposedRole;
+    ASC_acceptPresentationContext(params, pc.presentationContextID, chosen, role);
+  }
+}
+
+std::string acceptedSyntax(T_ASC_Association* assoc, T_ASC_PresentationContextID id, std::string* abstract) {
+  T_ASC_PresentationContext pc;
+  if (ASC_findAcceptedPresentationContext(assoc->params, id, &pc).bad()) return {};
+  if (abstract) *abstract = pc.abstractSyntax;
+  return pc.acceptedTransferSyntax;
+}
+
+uint16_t storeStatusFor(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk: return kSuccess;
+    case StatusCode::kPermissionDenied: return kNotAuthorized;
+    case StatusCode::kInvalidArgument: return kCannotUnderstand;
+    case StatusCode::kResourceExhausted: return kOutOfResources;
+    case StatusCode::kAlreadyExists: return kDuplicateDifferent;
+    default: return kProcessingFailure;
+  }
+}
+
+class Session {
+ public:
+  Session(T_ASC_Association* assoc, const AssociationConfig& cfg, Services& s, const CallContext& ctx)
+      : assoc_(assoc), cfg_(cfg), s_(s), ctx_(ctx) {
+    scan_limits_.max_depth = cfg.limits.max_sequence_depth;
+    scan_limits_.max_items = cfg.limits.max_items_per_sequence;
+    scan_limits_.max_inflated = cfg.limits.max_object_size;
+  }
+
+  void run() {
+    while (true) {
+      T_DIMSE_Message msg;
+      T_ASC_PresentationContextID pres = 0;
+      OFCondition c = DIMSE_receiveCommand(assoc_, DIMSE_NONBLOCKING, cfg_.idle_timeout_s, &pres, &msg, nullptr);
+      if (c == DUL_PEERREQUESTEDRELEASE) {
+        ASC_acknowledgeRelease(assoc_);
+        return;
+      }
+      if (c == DUL_PEERABORTEDASSOCIATION) return;
+      if (c.bad()) {
+        ASC_abortAssociation(assoc_);
+        return;
+      }
+      bool ok = true;
+      switch (msg.CommandField) {
+        case DIMSE_C_ECHO_RQ: ok = echo(pres, msg.msg.CEchoRQ); break;
+        case DIMSE_C_STORE_RQ: ok = store(pres, msg.msg.CStoreRQ); break;
+        case DIMSE_C_FIND_RQ: ok = find(pres, msg.msg.CFindRQ); break;
+        case DIMSE_C_GET_RQ: ok = get(pres, msg.msg.CGetRQ); break;
+        case DIMSE_C_MOVE_RQ: ok = move(pres, msg.msg.CMoveRQ); break;
+        case DIMSE_C_CANCEL_RQ: break;  // nothing outstanding to cancel
+        default: ok = false;           // unsupported command: abort
+      }
+      if (!ok) {
+        ASC_abortAssociation(assoc_);
+        return;
+      }
+    }
+  }
+
+ private:
+  bool echo(T_ASC_PresentationContextID pres, T_DIMSE_C_EchoRQ& rq) {
+    const bool allowed = ctx_.permissions & kPermEcho;
+    s_.audit.append({s_.clock.now(), ctx_.calling_ae, ctx_.peer_address, ctx_.cert_sha256, "echo", "", 0,
+                     allowed ? "success" : "denied", ""}).ok();
+    return DIMSE_sendEchoResponse(assoc_, pres, &rq, allowed ? kSuccess : kNotAuthorized, nullptr).good();
+  }
+
+  // Receives the data set that follows a command into memory (bounded).
+  // Returns false if the association must be aborted.
+  bool receiveData(T_ASC_PresentationContextID pres, uint64_t cap, Bytes& out, bool& overflow) {
+    MemoryOutputStream stream(cap);
+    T_ASC_PresentationContextID data_pres = pres;
+    OFCondition c =
+        DIMSE_receiveDataSetInFile(assoc_, DIMSE_NONBLOCKING, cfg_.idle_timeout_s, &data_pres, &stream, nullptr, nullptr);
+    if (c.bad() || data_pres != pres) return false;
+    overflow = stream.overflowed();
+    out = std::move(stream.bytes());
+    return true;
+  }
+
+  bool store(T_ASC_PresentationContextID pres, T_DIMSE_C_StoreRQ& rq) {
+    T_DIMSE_C_StoreRSP rsp{};
+    rsp.MessageIDBeingRespondedTo = rq.MessageID;
+    OFStandard::strlcpy(rsp.AffectedSOPClassUID, rq.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
+    OFStandard::strlcpy(rsp.AffectedSOPInstanceUID, rq.AffectedSOPInstanceUID, sizeof rsp.AffectedSOPInstanceUID);
+    rsp.opts = O_STORE_AFFECTEDSOPCLASSUID | O_STORE_AFFECTEDSOPINSTANCEUID;
+    rsp.DataSetType = DIMSE_DATASET_NULL;
+    if (rq.DataSetType == DIMSE_DATASET_NULL) {
+      rsp.DimseStatus = kCannotUnderstand;
+    } else {
+      Bytes data;
+      bool overflow = false;
+      if (!receiveData(pres, cfg_.limits.max_object_size, data, overflow)) return false;
+      Status s;
+      if (overflow) {
+        s = resourceExhausted("object larger than the limit");
+        s_.audit.append({s_.clock.now(), ctx_.calling_ae, ctx_.peer_address, ctx_.cert_sha256, "store", "", 1,
+                         "failure", s.toString()}).ok();
+      } else {
+        std::string abstract;
+        const std::string ts = acceptedSyntax(assoc_, pres, &abstract);
+        auto r = s_.store.store(ctx_, {ts, rq.AffectedSOPClassUID, rq.AffectedSOPInstanceUID, data});
+        s = r.status();
+      }
+      rsp.DimseStatus = storeStatusFor(s);
+    }
+    return DIMSE_sendStoreResponse(assoc_, pres, &rq, &rsp, nullptr).good();
+  }
+
+  // Receives and parses a query/retrieve identifier; nullptr if malformed.
+  std::unique_ptr<DcmDataset> identifier(T_ASC_PresentationContextID pres, bool& abort) {
+    Bytes data;
+    bool overflow = false;
+    abort = !receiveData(pres, 1 << 20, data, overflow);
+    if (abort || overflow) return nullptr;
+    auto ds = parseDataset(data, acceptedSyntax(assoc_, pres, nullptr), scan_limits_);
+    return ds.ok() ? std::move(ds).value() : nullptr;
+  }
+
+  bool find(T_ASC_PresentationContextID pres, T_DIMSE_C_FindRQ& rq) {
+    T_DIMSE_C_FindRSP rsp{};
+    rsp.MessageIDBeingRespondedTo = rq.MessageID;
+    OFStandard::strlcpy(rsp.AffectedSOPClassUID, rq.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
+    rsp.opts = O_FIND_AFFECTEDSOPCLASSUID;
+    rsp.DataSetType = DIMSE_DATASET_NULL;
+    bool abort = false;
+    auto id = identifier(pres, abort);
+    if (abort) return false;
+    StatusOr<Query> q = id ? queryFromIdentifier(*id) : StatusOr<Query>(invalidArgument("malformed identifier"));
+    if (!q.ok()) {
+      rsp.DimseStatus = kIdentifierMismatch;
+      return DIMSE_sendFindResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+    }
+    bool send_ok = true, cancelled = false;
+    Status s = s_.query.find(ctx_, *q, [&](const QueryRow& row) {
+      auto out = responseIdentifier(*id, row);
+      T_DIMSE_C_FindRSP pending = rsp;
+      pending.DimseStatus = kPending;
+      pending.DataSetType = DIMSE_DATASET_PRESENT;
+      send_ok = DIMSE_sendFindResponse(assoc_, pres, &rq, &pending, out.get(), nullptr).good();
+      if (send_ok && DIMSE_checkForCancelRQ(assoc_, pres, rq.MessageID).good()) cancelled = true;
+      return send_ok && !cancelled;
+    });
+    if (!send_ok) return false;
+    rsp.DimseStatus = cancelled ? kCancel
+                      : s.ok()  ? kSuccess
+                      : s.code() == StatusCode::kPermissionDenied ? kNotAuthorized
+                                                                  : kUnableToProcess;
+    return DIMSE_sendFindResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+  }
+
+  // Sends one stored instance as a C-STORE sub-operation on `target`.
+  // Returns the sub-operation's DIMSE status (or a failure code).
+  uint16_t sendInstance(T_ASC_Association* target, const InstanceLocation& loc) {
+    auto bytes = s_.retrieve.read(loc);
+    if (!bytes.ok()) {
+      s_.retrieve.audit(ctx_, "integrity", loc.study_uid, 1, "failure", bytes.status().toString());
+      return kProcessingFailure;
+    }
+    std::string ts;
+    auto ds = parseStoredObject(*bytes, ts);
+    if (!ds.ok()) return kProcessingFailure;
+    T_ASC_PresentationContextID pid =
+        ASC_findAcceptedPresentationContextID(target, loc.sop_class_uid.c_str(), ts.c_str());
+    if (pid == 0) pid = ASC_findAcceptedPresentationContextID(target, loc.sop_class_uid.c_str());
+    if (pid == 0) return kUnableToProcess;
+    T_ASC_PresentationContext pc;
+    ASC_findAcceptedPresentationContext(target->params, pid, &pc);
+    DcmXfer want(pc.acceptedTransferSyntax);
+    if (want.getXfer() != DcmXfer(ts.c_str()).getXfer()) {
+      if ((*ds)->chooseRepresentation(want.getXfer(), nullptr).bad() || !(*ds)->canWriteXfer(want.getXfer()))
+        return kUnableToProcess;
+    }
+    T_DIMSE_C_StoreRQ req{};
+    req.MessageID = target->nextMsgID++;
+    OFStandard::strlcpy(req.AffectedSOPClassUID, loc.sop_class_uid.c_str(), sizeof req.AffectedSOPClassUID);
+    OFStandard::strlcpy(req.AffectedSOPInstanceUID, loc.sop_uid.c_str(), sizeof req.AffectedSOPInstanceUID);
+    req.DataSetType = DIMSE_DATASET_PRESENT;
+    req.Priority = DIMSE_PRIORITY_MEDIUM;
+    T_DIMSE_C_StoreRSP rsp{};
+    DcmDataset* detail = nullptr;
+    OFCondition c = DIMSE_storeUser(target, pid, &req, nullptr, ds->get(), nullptr, nullptr, DIMSE_NONBLOCKING,
+                                    cfg_.idle_timeout_s, &rsp, &detail);
+    delete detail;
+    if (c.bad()) return kProcessingFailure;
+    return rsp.DimseStatus;
+  }
+
+  struct Counts {
+    uint16_t remaining = 0, completed = 0, failed = 0, warning = 0;
+  };
+
+  // Shared C-GET / C-MOVE loop: sends each instance on `target` and reports
+  // progress through `pending(counts)`. Returns false if the requester's
+  // association broke.
+  template <typename Pending>
+  bool transfer(T_ASC_Association* target, const std::vector<InstanceLocation>& list, Counts& n, Pending pending) {
+    n.remaining = static_cast<uint16_t>(std::min<size_t>(list.size(), 65535));
+    for (const auto& loc : list) {
+      const uint16_t st = sendInstance(target, loc);
+      --n.remaining;
+      if (st == kSuccess) ++n.completed;
+      else if ((st & 0xF000) == 0xB000) ++n.warning;
+      else ++n.failed;
+      if (n.remaining > 0 && !pending(n)) return false;
+    }
+    return true;
+  }
+
+  std::string studyOf(const Query& q) {
+    auto it = q.keys.find(tag::kStudyInstanceUid);
+    return it == q.keys.end() ? "" : it->second;
+  }
+
+  uint16_t finalStatus(const Counts& n) { return n.failed || n.warning ? kSubOpsFailed : kSuccess; }
+
+  bool get(T_ASC_PresentationContextID pres, T_DIMSE_C_GetRQ& rq) {
+    T_DIMSE_C_GetRSP rsp{};
+    rsp.MessageIDBeingRespondedTo = rq.MessageID;
+    OFStandard::strlcpy(rsp.AffectedSOPClassUID, rq.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
+    rsp.opts = O_GET_AFFECTEDSOPCLASSUID;
+    rsp.DataSetType = DIMSE_DATASET_NULL;
+    bool abort = false;
+    auto id = identifier(pres, abort);
+    if (abort) return false;
+    StatusOr<Query> q = id ? queryFromIdentifier(*id) : StatusOr<Query>(invalidArgument("malformed identifier"));
+    if (!q.ok()) {
+      rsp.DimseStatus = kIdentifierMismatch;
+      return DIMSE_sendGetResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+    }
+    auto list = s_.retrieve.select(ctx_, "get", *q);
+    if (!list.ok()) {
+      rsp.DimseStatus = list.status().code() == StatusCode::kPermissionDenied ? kNotAuthorized : kUnableToProcess;
+      return DIMSE_sendGetResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+    }
+    Counts n;
+    bool alive = transfer(assoc_, *list, n, [&](const Counts& c) {
+      T_DIMSE_C_GetRSP p = rsp;
+      p.DimseStatus = kPending;
+      p.NumberOfRemainingSubOperations = c.remaining;
+      p.NumberOfCompletedSubOperations = c.completed;
+      p.NumberOfFailedSubOperations = c.failed;
+      p.NumberOfWarningSubOperations = c.warning;
+      p.opts |= O_GET_NUMBEROFREMAININGSUBOPERATIONS | O_GET_NUMBEROFCOMPLETEDSUBOPERATIONS |
+                O_GET_NUMBEROFFAILEDSUBOPERATIONS | O_GET_NUMBEROFWARNINGSUBOPERATIONS;
+      return DIMSE_sendGetResponse(assoc_, pres, &rq, &p, nullptr, nullptr).good();
+    });
+    s_.retrieve.audit(ctx_, "get", studyOf(*q), n.completed, n.failed ? "failure" : "success",
+                      n.failed ? std::to_string(n.failed) + " sub-operations failed" : "");
+    if (!alive) return false;
+    rsp.DimseStatus = finalStatus(n);
+    rsp.NumberOfCompletedSubOperations = n.completed;
+    rsp.NumberOfFailedSubOperations = n.failed;
+    rsp.NumberOfWarningSubOperations = n.warning;
+    rsp.opts |= O_GET_NUMBEROFCOMPLETEDSUBOPERATIONS | O_GET_NUMBEROFFAILEDSUBOPERATIONS |
+                O_GET_NUMBEROFWARNINGSUBOPERATIONS;
+    return DIMSE_sendGetResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+  }
+
+  bool move(T_ASC_PresentationContextID pres, T_DIMSE_C_MoveRQ& rq) {
+    T_DIMSE_C_MoveRSP rsp{};
+    rsp.MessageIDBeingRespondedTo = rq.MessageID;
+    OFStandard::strlcpy(rsp.AffectedSOPClassUID, rq.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
+    rsp.opts = O_MOVE_AFFECTEDSOPCLASSUID;
+    rsp.DataSetType = DIMSE_DATASET_NULL;
+    bool abort = false;
+    auto id = identifier(pres, abort);
+    if (abort) return false;
+    StatusOr<Query> q = id ? queryFromIdentifier(*id) : StatusOr<Query>(invalidArgument("malformed identifier"));
+    if (!q.ok()) {
+      rsp.DimseStatus = kIdentifierMismatch;
+      return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+    }
+    // Only registered destinations, and only if the requester may move.
+    auto dest = s_.nodes.find(rq.MoveDestination);
+    if (!dest.ok() || !dest->has_value() || (*dest)->move_host.empty() || (*dest)->move_port == 0) {
+      s_.retrieve.audit(ctx_, "move", studyOf(*q), 0, "denied", "move destination unknown");
+      rsp.DimseStatus = kMoveDestinationUnknown;
+      return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+    }
+    auto list = s_.retrieve.select(ctx_, "move", *q);
+    if (!list.ok()) {
+      rsp.DimseStatus = list.status().code() == StatusCode::kPermissionDenied ? kNotAuthorized : kUnableToProcess;
+      return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+    }
+    Counts n;
+    bool alive = true;
+    if (!list->empty()) {
+      std::vector<std::pair<std::string, std::string>> contexts;
+      for (const auto& l : *list) contexts.emplace_back(l.sop_class_uid, l.transfer_syntax);
+      auto sub = openStoreAssociation(cfg_, **dest, contexts);
+      if (!sub.ok()) {
+        s_.retrieve.audit(ctx_, "move", studyOf(*q), 0, "failure", sub.status().toString());
+        rsp.DimseStatus = kUnableToProcess;
+        return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+      }
+      alive = transfer((*sub)->assoc(), *list, n, [&](const Counts& c) {
+        T_DIMSE_C_MoveRSP p = rsp;
+        p.DimseStatus = kPending;
+        p.NumberOfRemainingSubOperations = c.remaining;
+        p.NumberOfCompletedSubOperations = c.completed;
+        p.NumberOfFailedSubOperations = c.failed;
+        p.NumberOfWarningSubOperations = c.warning;
+        p.opts |= O_MOVE_NUMBEROFREMAININGSUBOPERATIONS | O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS |
+                  O_MOVE_NUMBEROFFAILEDSUBOPERATIONS | O_MOVE_NUMBEROFWARNINGSUBOPERATIONS;
+        return DIMSE_sendMoveResponse(assoc_, pres, &rq, &p, nullptr, nullptr).good();
+      });
+    }
+    s_.retrieve.audit(ctx_, "move", studyOf(*q), n.completed, n.failed ? "failure" : "success",
+                      "to " + std::string(rq.MoveDestination));
+    if (!alive) return false;
+    rsp.DimseStatus = finalStatus(n);
+    rsp.NumberOfCompletedSubOperations = n.completed;
+    rsp.NumberOfFailedSubOperations = n.failed;
+    rsp.NumberOfWarningSubOperations = n.warning;
+    rsp.opts |= O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS | O_MOVE_NUMBEROFFAILEDSUBOPERATIONS |
+                O_MOVE_NUMBEROFWARNINGSUBOPERATIONS;
+    return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+  }
+
+  T_ASC_Association* assoc_;
+  const AssociationConfig& cfg_;
+  Services& s_;
+  CallContext ctx_;
+  ScanLimits scan_limits_;
+};
+
+}  // namespace
+
+Status authenticateAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfig& cfg,
+                               const std::vector<std::string>& plain_allow, NodeRegistry& nodes, CallContext& ctx,
+                               T_ASC_RejectParameters& reject) {
+  reject = {ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_NOREASON};
+  const auto& dul = assoc->params->DULparams;
+  ctx.calling_ae = dul.callingAPTitle;
+  ctx.peer_address = dul.callingPresentationAddress;
+  if (std::string(dul.calledAPTitle) != cfg.ae_title) {
+    reject.reason = ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED;
+    return unauthenticated("called AE title not recognised");
+  }
+  if (!tls) {
+    bool allowed = false;
+    for (const auto& cidr : plain_allow) allowed = allowed || addressInCidr(ctx.peer_address, cidr);
+    if (!allowed) return unauthenticated("address not allowed on the plaintext listener");
+  } else {
+    const unsigned long len = ASC_getPeerCertificateLength(assoc);
+    std::vector<unsigned char> der(len);
+    if (len == 0 || ASC_getPeerCertificate(assoc, der.data(), len) != len)
+      return unauthenticated("no client certificate");
+    ctx.cert_sha256 = crypto::certificateFingerprintDer(der.data(), der.size());
+  }
+  auto node = nodes.find(ctx.calling_ae);
+  if (!node.ok()) return node.status();
+  if (!node->has_value()) {
+    reject.reason = ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED;
+    return unauthenticated("calling AE title not registered");
+  }
+  const DicomNode& n = **node;
+  if (!addressInCidr(ctx.peer_address, n.source_cidr)) return unauthenticated("node connected from a wrong address");
+  if (tls && n.cert_sha256 != ctx.cert_sha256) return unauthenticated("client certificate does not match the node");
+  if (!tls && !n.cert_sha256.empty()) return unauthenticated("node is registered for TLS only");
+  ctx.permissions = n.permissions;
+  return okStatus();
+}
+
+void serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfig& cfg,
+                      const std::vector<std::string>& plain_allow, Services& services,
+                      const std::function<bool(const CallContext&)>& admit,
+                      const std::function<void(const CallContext&)>& release) {
+  CallContext ctx;
+  T_ASC_RejectParameters reject;
+  Status auth = authenticateAssociation(assoc, tls, cfg, plain_allow, services.nodes, ctx, reject);
+  bool admitted = false;
+  if (auth.ok()) {
+    admitted = admit(ctx);
+    if (!admitted) {
+      reject = {ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+                ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
+      auth = resourceExhausted("association limit reached");
+    }
+  }
+  services.audit.append({services.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "association",
+                         "", 0, auth.ok() ? "success" : "denied", auth.ok() ? "" : auth.toString()}).ok();
+  if (!auth.ok()) {
+    ASC_rejectAssociation(assoc, &reject);
+  } else {
+    negotiate(assoc->params);
+    if (ASC_acknowledgeAssociation(assoc).good()) {
+      Session session(assoc, cfg, services, ctx);
+      session.run();
+    }
+  }
+  if (admitted) release(ctx);
+  ASC_dropSCPAssociation(assoc);
+  ASC_destroyAssociation(&assoc);
+}
+
+}  // namespace bastion::dicom

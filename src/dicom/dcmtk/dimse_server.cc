@@ -1,0 +1,145 @@
+#include "dicom/dcmtk/dimse_server.h"
+
+#include <arpa/inet.h>
+#include <dcmtk/dcmnet/dcmtrans.h>
+#include <dcmtk/dcmnet/dimse.h>
+#include <dcmtk/dcmnet/dul.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "dicom/dcmtk/tls.h"
+
+namespace bastion::dicom {
+namespace {
+
+StatusOr<int> bindListener(const std::string& address, uint16_t port, uint16_t& bound) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    len = sizeof *v6;
+  } else {
+    return invalidArgument("listen address is not an IP address: " + address);
+  }
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return internalError(std::string("socket: ") + std::strerror(errno));
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 128) != 0) {
+    Status s = unavailable("cannot listen on " + address + ":" + std::to_string(port) + ": " + std::strerror(errno));
+    ::close(fd);
+    return s;
+  }
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  bound = ntohs(ss.ss_family == AF_INET ? v4->sin_port : v6->sin6_port);
+  return fd;
+}
+
+}  // namespace
+
+DimseServer::~DimseServer() { stop(); }
+
+Status DimseServer::start() {
+  // Numeric peer addresses only (no reverse DNS), bounded socket waits.
+  dcmDisableGethostbyaddr.set(OFTrue);
+  dcmSocketReceiveTimeout.set(cfg_.assoc.artim_timeout_s);
+  dcmSocketSendTimeout.set(cfg_.assoc.idle_timeout_s);
+  dcmMaxOutgoingPDUSize.set(cfg_.assoc.max_pdu);
+  ASSIGN_OR_RETURN(tls_fd_, bindListener(cfg_.tls_address, cfg_.tls_port, tls_port_));
+  if (cfg_.plain_enabled) {
+    ASSIGN_OR_RETURN(plain_fd_, bindListener(cfg_.plain_address, cfg_.plain_port, plain_port_));
+  }
+  ASSIGN_OR_RETURN(tls_, makeTlsLayer(true, cfg_.assoc.ca, cfg_.assoc.cert, cfg_.assoc.key));
+  // With an external socket handle set, DCMTK creates no listener of its own.
+  dcmExternalSocketHandle.set(tls_fd_);
+  OFCondition c = ASC_initializeNetwork(NET_ACCEPTOR, 0, cfg_.assoc.artim_timeout_s, &net_);
+  dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+  if (c.bad()) return internalError(std::string("cannot initialise DICOM network: ") + c.text());
+  if (ASC_setTransportLayer(net_, tls_.get(), 0).bad()) return internalError("cannot set the TLS layer");
+  acceptor_ = std::thread([this] { acceptLoop(); });
+  return okStatus();
+}
+
+void DimseServer::stop() {
+  if (stopping_.exchange(true)) return;
+  if (acceptor_.joinable()) acceptor_.join();
+  for (int i = 0; i < 300 && workers_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (tls_fd_ >= 0) ::close(tls_fd_);
+  if (plain_fd_ >= 0) ::close(plain_fd_);
+  if (workers_.load() == 0 && net_) ASC_dropNetwork(&net_);
+}
+
+void DimseServer::acceptLoop() {
+  while (!stopping_.load()) {
+    pollfd fds[2] = {{tls_fd_, POLLIN, 0}, {plain_fd_, POLLIN, 0}};
+    const int n = ::poll(fds, plain_fd_ >= 0 ? 2 : 1, 200);
+    if (n <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & POLLIN)) continue;
+      int fd = ::accept4(fds[i].fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      handle(fd, i == 0);
+    }
+  }
+}
+
+void DimseServer::handle(int fd, bool tls) {
+  // The handshake and the A-ASSOCIATE-RQ are read here, bounded by the
+  // socket receive timeout (ARTIM); DCMTK takes the socket from this global.
+  T_ASC_Association* assoc = nullptr;
+  dcmExternalSocketHandle.set(fd);
+  OFCondition c = ASC_receiveAssociation(net_, &assoc, static_cast<long>(cfg_.assoc.max_pdu), nullptr, nullptr,
+                                         tls ? OFTrue : OFFalse, DUL_NOBLOCK, cfg_.assoc.artim_timeout_s);
+  dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+  if (c.bad()) {
+    services_.audit.append({services_.clock.now(), "", "", "", "association", "", 0, "denied",
+                            std::string("connection refused before association: ") + c.text()}).ok();
+    if (assoc) {
+      ASC_dropAssociation(assoc);
+      ASC_destroyAssociation(&assoc);
+    } else {
+      ::close(fd);
+    }
+    return;
+  }
+  ++workers_;
+  std::thread([this, assoc, tls] {
+    serveAssociation(assoc, tls, cfg_.assoc, cfg_.plain_allow, services_,
+                     [this](const CallContext& ctx) { return admit(ctx); },
+                     [this](const CallContext& ctx) { release(ctx); });
+    --workers_;
+  }).detach();
+}
+
+bool DimseServer::admit(const CallContext& ctx) {
+  std::lock_guard lock(mu_);
+  if (active_ >= cfg_.max_associations || per_node_[ctx.calling_ae] >= cfg_.max_associations_per_node) return false;
+  ++active_;
+  ++per_node_[ctx.calling_ae];
+  return true;
+}
+
+void DimseServer::release(const CallContext& ctx) {
+  std::lock_guard lock(mu_);
+  --active_;
+  if (--per_node_[ctx.calling_ae] == 0) per_node_.erase(ctx.calling_ae);
+}
+
+}  // namespace bastion::dicom

@@ -1,0 +1,63 @@
+// DimseServer: the DICOM listeners. Sockets are bound by us to the explicit
+// addresses of the configuration (DCMTK alone would bind every interface),
+// get TCP_NODELAY, and are handed to DCMTK for the TLS handshake and the
+// association request; each accepted association runs on its own thread.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dicom/dcmtk/association.h"
+#include "dicom/dcmtk/tls.h"
+
+namespace bastion::dicom {
+
+struct ServerConfig {
+  AssociationConfig assoc;
+  std::string tls_address;
+  uint16_t tls_port = 0;
+  bool plain_enabled = false;
+  std::string plain_address;
+  uint16_t plain_port = 0;
+  std::vector<std::string> plain_allow;
+  int max_associations = 64;
+  int max_associations_per_node = 16;
+};
+
+class DimseServer {
+ public:
+  DimseServer(ServerConfig cfg, Services services) : cfg_(std::move(cfg)), services_(services) {}
+  ~DimseServer();
+  // Binds the listeners and starts accepting. Ports chosen by the kernel
+  // (port 0) are available from tlsPort()/plainPort() afterwards.
+  Status start();
+  // Stops accepting and waits (bounded) for running associations.
+  void stop();
+  uint16_t tlsPort() const { return tls_port_; }
+  uint16_t plainPort() const { return plain_port_; }
+
+ private:
+  void acceptLoop();
+  void handle(int fd, bool tls);
+  bool admit(const CallContext& ctx);
+  void release(const CallContext& ctx);
+
+  ServerConfig cfg_;
+  Services services_;
+  int tls_fd_ = -1, plain_fd_ = -1;
+  uint16_t tls_port_ = 0, plain_port_ = 0;
+  T_ASC_Network* net_ = nullptr;
+  std::unique_ptr<DcmTLSTransportLayer> tls_;
+  std::thread acceptor_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> workers_{0};
+  std::mutex mu_;
+  int active_ = 0;                       // guarded by mu_
+  std::map<std::string, int> per_node_;  // guarded by mu_
+};
+
+}  // namespace bastion::dicom

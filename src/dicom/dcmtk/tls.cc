@@ -1,0 +1,35 @@
+#include "dicom/dcmtk/tls.h"
+
+#include <openssl/ssl.h>
+
+namespace bastion::dicom {
+
+StatusOr<std::unique_ptr<DcmTLSTransportLayer>> makeTlsLayer(bool acceptor, const std::string& ca,
+                                                             const std::string& cert, const std::string& key) {
+  auto layer = std::make_unique<DcmTLSTransportLayer>(
+      acceptor ? NET_ACCEPTOR : NET_REQUESTOR, nullptr, OFTrue);
+  if (layer->setTLSProfile(TSP_Profile_BCP195_ND).bad() || layer->activateCipherSuites().bad())
+    return internalError("cannot initialise the DICOM TLS profile");
+  if (layer->setPrivateKeyFile(key.c_str(), DCF_Filetype_PEM).bad())
+    return invalidArgument("cannot load TLS private key " + key);
+  if (layer->setCertificateFile(cert.c_str(), DCF_Filetype_PEM).bad())
+    return invalidArgument("cannot load TLS certificate " + cert);
+  if (!layer->checkPrivateKeyMatchesCertificate()) return invalidArgument("TLS key does not match certificate");
+  if (layer->addTrustedCertificateFile(ca.c_str(), DCF_Filetype_PEM).bad())
+    return invalidArgument("cannot load TLS CA " + ca);
+  layer->setCertificateVerification(DCV_requireCertificate);
+
+  // DCMTK 3.6.7's BCP 195 profile also offers DHE suites; pin ours instead.
+  SSL_CTX* ctx = layer->getNativeHandle();
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 || SSL_CTX_set_cipher_list(ctx, kTls12Suites) != 1 ||
+      SSL_CTX_set_ciphersuites(ctx, "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256") !=
+          1 ||
+      SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") != 1)
+    return internalError("cannot restrict TLS protocol versions or suites");
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                               SSL_OP_NO_TICKET);
+  return layer;
+}
+
+}  // namespace bastion::dicom

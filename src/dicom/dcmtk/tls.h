@@ -1,0 +1,24 @@
+// TLS for DICOM (PS3.15 B.12 / BCP 195): TLS 1.2 and 1.3 only, TLS 1.2
+// suites limited to the four ECDHE AES-GCM suites, groups X25519/P-256/P-384,
+// peer certificates required and verified against the configured CA.
+#pragma once
+
+#include <dcmtk/dcmtls/tlslayer.h>
+
+#include <memory>
+#include <string>
+
+#include "bastion/common/status.h"
+
+namespace bastion::dicom {
+
+inline constexpr const char* kTls12Suites =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
+
+// `acceptor`: server side (client certificate required); else requestor
+// (server certificate verified). cert/key identify us; ca verifies the peer.
+StatusOr<std::unique_ptr<DcmTLSTransportLayer>> makeTlsLayer(bool acceptor, const std::string& ca,
+                                                             const std::string& cert, const std::string& key);
+
+}  // namespace bastion::dicom

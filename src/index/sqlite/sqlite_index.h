@@ -1,0 +1,62 @@
+// SqliteIndex: the embedded Index (and NodeRegistry) on SQLite in WAL mode.
+// Writes are group-committed: concurrent putInstance() calls share one
+// transaction and one fsync; each caller returns once its record is durable.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include "bastion/index/index.h"
+#include "bastion/service/node_registry.h"
+#include "index/phi_codec.h"
+#include "index/sqlite/sqlite_db.h"
+
+namespace bastion::index {
+
+class SqliteIndex final : public Index, public NodeRegistry {
+ public:
+  static StatusOr<std::unique_ptr<SqliteIndex>> open(const std::string& path, const Keyring& keyring,
+                                                     Random& random);
+
+  StatusOr<PutResult> putInstance(const InstanceRecord& record) override;
+  StatusOr<std::optional<InstanceLocation>> findInstance(const std::string& sop_uid) override;
+  Status query(const Query& query, const std::function<bool(const QueryRow&)>& emit) override;
+  StatusOr<std::vector<InstanceLocation>> instancesFor(const Query& query) override;
+  Status forEachInstance(const std::function<void(const InstanceLocation&)>& fn) override;
+  StatusOr<uint64_t> instanceCount() override;
+
+  Status add(const DicomNode& node) override;
+  Status remove(const std::string& ae_title) override;
+  StatusOr<std::vector<DicomNode>> list() override;
+  StatusOr<std::optional<DicomNode>> find(const std::string& ae_title) override;
+
+ private:
+  struct Pending {
+    const InstanceRecord* record;
+    StatusOr<PutResult> result = internalError("not committed");
+    bool done = false;
+  };
+  SqliteIndex(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Keyring& keyring, Random& random)
+      : writer_(std::move(writer)), reader_(std::move(reader)), phi_(keyring, random) {}
+  void commitBatch(std::vector<Pending*>& batch);
+  StatusOr<PutResult> insertOne(const InstanceRecord& r);
+  StatusOr<int64_t> upsertPatient(const InstanceRecord& r);
+  StatusOr<int64_t> upsertStudy(const InstanceRecord& r, int64_t patient_pk);
+  StatusOr<int64_t> upsertSeries(const InstanceRecord& r, int64_t study_pk);
+  // Runs `fn` with exclusive use of writer_ (outside any batch).
+  Status withWriter(const std::function<Status()>& fn);
+  Status addTokens(const char* table, int64_t pk, const std::vector<Bytes>& tokens);
+
+  std::mutex write_mu_;  // guards writer_ and the queue below
+  std::condition_variable write_cv_;
+  std::deque<Pending*> queue_;
+  bool leader_active_ = false;
+  std::unique_ptr<Db> writer_;
+  std::mutex read_mu_;  // guards reader_
+  std::unique_ptr<Db> reader_;
+  PhiCodec phi_;
+};
+
+}  // namespace bastion::index

@@ -1,0 +1,38 @@
+#include "server/composition.h"
+
+#include <set>
+
+#include "storage/atomic_file.h"
+
+namespace bastion::server {
+
+StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
+  auto a = std::make_unique<Archive>();
+  a->config = config;
+  Random& random = Random::system();
+  RETURN_IF_ERROR(storage::ensureDirectory(config.data_dir));
+  ASSIGN_OR_RETURN(a->keyring, loadFileKeyring(config.key_file, random));
+  ASSIGN_OR_RETURN(a->files, storage::FilesystemBlobStore::open(config.blobRoot(), random));
+  a->blobs = std::make_unique<crypto::EncryptingBlobStore>(*a->files, *a->keyring, random);
+  ASSIGN_OR_RETURN(a->index, index::SqliteIndex::open(config.indexPath(), *a->keyring, random));
+  ASSIGN_OR_RETURN(a->audit, audit::FileAuditLog::open(config.auditPath()));
+  ArchiveDeps deps{*a->blobs, *a->index, *a->audit, Clock::system(), config.limits, kImplementationUid,
+                   kImplementationVersion};
+  a->store = std::make_unique<StoreService>(deps);
+  a->query = std::make_unique<QueryService>(deps);
+  a->retrieve = std::make_unique<RetrieveService>(deps);
+  return a;
+}
+
+StatusOr<uint64_t> removeUnacknowledgedBlobs(Archive& a) {
+  std::set<std::string> referenced;
+  RETURN_IF_ERROR(a.index->forEachInstance([&](const InstanceLocation& l) { referenced.insert(l.blob_id); }));
+  std::vector<std::string> orphans;
+  RETURN_IF_ERROR(a.files->forEach([&](const std::string& id) {
+    if (!referenced.count(id)) orphans.push_back(id);
+  }));
+  for (const auto& id : orphans) RETURN_IF_ERROR(a.files->remove(id));
+  return static_cast<uint64_t>(orphans.size());
+}
+
+}  // namespace bastion::server

@@ -1,0 +1,37 @@
+// Composition root: turns a Config into concrete implementations and wires
+// them. The only place that names FilesystemBlobStore, SqliteIndex, etc.
+#pragma once
+
+#include <memory>
+
+#include "audit/file_audit_log.h"
+#include "bastion/crypto/keyring.h"
+#include "bastion/service/archive.h"
+#include "crypto/encrypting_blob_store.h"
+#include "index/sqlite/sqlite_index.h"
+#include "server/config.h"
+#include "storage/filesystem_blob_store.h"
+
+namespace bastion::server {
+
+struct Archive {
+  Config config;
+  std::unique_ptr<Keyring> keyring;
+  std::unique_ptr<storage::FilesystemBlobStore> files;
+  std::unique_ptr<crypto::EncryptingBlobStore> blobs;
+  std::unique_ptr<index::SqliteIndex> index;
+  std::unique_ptr<audit::FileAuditLog> audit;
+  std::unique_ptr<StoreService> store;
+  std::unique_ptr<QueryService> query;
+  std::unique_ptr<RetrieveService> retrieve;
+};
+
+StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config);
+// Removes blobs no index row refers to: leftovers of stores interrupted
+// before they were acknowledged. Only safe while nothing is storing.
+StatusOr<uint64_t> removeUnacknowledgedBlobs(Archive& archive);
+
+inline constexpr const char* kImplementationUid = "1.2.826.0.1.3680043.10.1429.1";
+inline constexpr const char* kImplementationVersion = "BASTION_0_1";
+
+}  // namespace bastion::server

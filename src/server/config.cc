@@ -1,0 +1,124 @@
+#include "server/config.h"
+
+#include <filesystem>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "bastion/service/node_registry.h"
+
+namespace bastion::server {
+namespace {
+
+std::string resolve(const std::filesystem::path& base, const std::string& p) {
+  if (p.empty()) return p;
+  std::filesystem::path path(p);
+  return path.is_absolute() ? p : (base / path).lexically_normal().string();
+}
+
+bool isInside(const std::string& file, const std::string& dir) {
+  auto f = std::filesystem::weakly_canonical(file).string();
+  auto d = std::filesystem::weakly_canonical(dir).string();
+  return f.size() > d.size() && f.compare(0, d.size(), d) == 0 && f[d.size()] == '/';
+}
+
+Status parseListen(const toml::table& t, Listen& out) {
+  out.address = t["address"].value_or(out.address);
+  const int64_t port = t["port"].value_or(int64_t{out.port});
+  if (port < 0 || port > 65535) return invalidArgument("listener port out of range");
+  out.port = static_cast<uint16_t>(port);
+  if (out.address.empty() || out.address == "0.0.0.0" || out.address == "::")
+    return invalidArgument("listeners must name an explicit address (not a wildcard)");
+  return validateCidr(out.address);
+}
+
+}  // namespace
+
+StatusOr<Config> loadConfig(const std::string& path) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << "cannot parse " << path << ": " << e.description() << " at " << e.source().begin;
+    return invalidArgument(msg.str());
+  }
+  Config c;
+  c.path = path;
+  const auto base = std::filesystem::absolute(path).parent_path();
+  c.data_dir = resolve(base, t["paths"]["data_dir"].value_or(std::string()));
+  c.key_file = resolve(base, t["paths"]["key_file"].value_or(std::string()));
+  c.port_file = resolve(base, t["paths"]["port_file"].value_or(std::string()));
+  c.tls_ca = resolve(base, t["tls"]["ca"].value_or(std::string()));
+  c.tls_cert = resolve(base, t["tls"]["cert"].value_or(std::string()));
+  c.tls_key = resolve(base, t["tls"]["key"].value_or(std::string()));
+  if (c.data_dir.empty() || c.key_file.empty()) return invalidArgument("paths.data_dir and paths.key_file are required");
+  if (isInside(c.key_file, c.data_dir)) return invalidArgument("the key file must live outside the data directory");
+  if (c.tls_ca.empty() || c.tls_cert.empty() || c.tls_key.empty())
+    return invalidArgument("tls.ca, tls.cert and tls.key are required");
+
+  auto dicom = t["dicom"];
+  c.ae_title = dicom["ae_title"].value_or(c.ae_title);
+  RETURN_IF_ERROR(validateAeTitle(c.ae_title));
+  if (auto* tl = dicom["tls"].as_table()) RETURN_IF_ERROR(parseListen(*tl, c.tls_listen));
+  if (auto* pl = dicom["plain"].as_table()) {
+    c.plain_enabled = true;
+    c.plain_listen = {"", 0};
+    RETURN_IF_ERROR(parseListen(*pl, c.plain_listen));
+    if (auto* allow = (*pl)["allow"].as_array()) {
+      for (auto& a : *allow) {
+        auto s = a.value<std::string>();
+        if (!s) return invalidArgument("dicom.plain.allow entries must be strings");
+        RETURN_IF_ERROR(validateCidr(*s));
+        c.plain_allow.push_back(*s);
+      }
+    }
+    if (c.plain_allow.empty()) return invalidArgument("a plaintext listener needs a non-empty allow list");
+  }
+  auto lim = t["limits"];
+  c.max_associations = static_cast<int>(lim["max_associations"].value_or(int64_t{c.max_associations}));
+  c.max_associations_per_node =
+      static_cast<int>(lim["max_associations_per_node"].value_or(int64_t{c.max_associations_per_node}));
+  c.max_pdu = static_cast<uint32_t>(lim["max_pdu"].value_or(int64_t{c.max_pdu}));
+  c.artim_timeout_s = static_cast<int>(lim["artim_timeout_s"].value_or(int64_t{c.artim_timeout_s}));
+  c.idle_timeout_s = static_cast<int>(lim["idle_timeout_s"].value_or(int64_t{c.idle_timeout_s}));
+  c.limits.max_object_size =
+      static_cast<uint64_t>(lim["max_object_size"].value_or(static_cast<int64_t>(c.limits.max_object_size)));
+  c.limits.max_sequence_depth =
+      static_cast<int>(lim["max_sequence_depth"].value_or(int64_t{c.limits.max_sequence_depth}));
+  if (c.max_associations < 1 || c.max_associations_per_node < 1 || c.max_pdu < 4096 || c.max_pdu > 131072 ||
+      c.artim_timeout_s < 1 || c.idle_timeout_s < 1 || c.limits.max_sequence_depth < 1 ||
+      c.limits.max_sequence_depth > 64)
+    return invalidArgument("a value in [limits] is out of range");
+  return c;
+}
+
+std::string renderConfig(const Config& c) {
+  std::ostringstream o;
+  o << "# Bastion configuration. Paths are relative to this file unless absolute.\n"
+    << "[paths]\n"
+    << "data_dir = " << toml::value<std::string>(c.data_dir) << "\n"
+    << "# Key-encryption key: mode 0600, never inside data_dir.\n"
+    << "key_file = " << toml::value<std::string>(c.key_file) << "\n\n"
+    << "[tls]\n"
+    << "ca = " << toml::value<std::string>(c.tls_ca) << "\n"
+    << "cert = " << toml::value<std::string>(c.tls_cert) << "\n"
+    << "key = " << toml::value<std::string>(c.tls_key) << "\n\n"
+    << "[dicom]\n"
+    << "ae_title = " << toml::value<std::string>(c.ae_title) << "\n\n"
+    << "[dicom.tls]\n"
+    << "address = " << toml::value<std::string>(c.tls_listen.address) << "\n"
+    << "port = " << c.tls_listen.port << "\n\n"
+    << "# A plaintext listener exists only if this table is present, e.g.:\n"
+    << "# [dicom.plain]\n# address = \"10.0.5.1\"\n# port = 11112\n# allow = [\"10.0.5.0/24\"]\n\n"
+    << "[limits]\n"
+    << "max_associations = " << c.max_associations << "\n"
+    << "max_associations_per_node = " << c.max_associations_per_node << "\n"
+    << "max_pdu = " << c.max_pdu << "\n"
+    << "artim_timeout_s = " << c.artim_timeout_s << "\n"
+    << "idle_timeout_s = " << c.idle_timeout_s << "\n"
+    << "max_object_size = " << c.limits.max_object_size << "\n"
+    << "max_sequence_depth = " << c.limits.max_sequence_depth << "\n";
+  return o.str();
+}
+
+}  // namespace bastion::server

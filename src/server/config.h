@@ -1,0 +1,47 @@
+// bastion.toml: what `bastion init` writes and every other command reads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bastion/common/status.h"
+#include "bastion/service/archive.h"
+
+namespace bastion::server {
+
+struct Listen {
+  std::string address;  // explicit bind address, e.g. 127.0.0.1 or ::1
+  uint16_t port = 0;    // 0: an ephemeral port (tests); the bound port is written to `port_file`
+};
+
+struct Config {
+  std::string path;       // the file this was read from
+  std::string data_dir;   // blobs, index, audit log
+  std::string key_file;   // KEK (mode 0600, outside data_dir)
+  std::string tls_ca, tls_cert, tls_key;
+  std::string ae_title = "BASTION";
+  Listen tls_listen{"127.0.0.1", 2762};
+  bool plain_enabled = false;
+  Listen plain_listen;
+  std::vector<std::string> plain_allow;  // CIDRs allowed on the plaintext listener
+  std::string port_file;                 // if set, serve writes "tls=<port>\nplain=<port>\n" here
+  int max_associations = 64;
+  int max_associations_per_node = 16;
+  uint32_t max_pdu = 131072;
+  int artim_timeout_s = 10;
+  int idle_timeout_s = 120;
+  ArchiveLimits limits;
+
+  std::string indexPath() const { return data_dir + "/index.sqlite"; }
+  std::string blobRoot() const { return data_dir + "/blobs"; }
+  std::string auditPath() const { return data_dir + "/audit.log"; }
+};
+
+// Reads and validates a config file. Relative paths are taken relative to
+// the config file's directory.
+StatusOr<Config> loadConfig(const std::string& path);
+// The text of a config file for the given settings (what init writes).
+std::string renderConfig(const Config& c);
+
+}  // namespace bastion::server

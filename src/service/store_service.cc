@@ -1,0 +1,154 @@
+#include <algorithm>
+
+#include "bastion/service/archive.h"
+#include "crypto/aead.h"
+#include "dicom/parse/dicom_scanner.h"
+
+namespace bastion {
+namespace tg = dicom::tag;
+namespace {
+
+std::string value(const dicom::ScanResult& s, uint32_t t) {
+  auto it = s.values.find(t);
+  return it == s.values.end() ? std::string() : it->second;
+}
+
+uint64_t number(const dicom::ScanResult& s, uint32_t t, uint64_t fallback) {
+  std::string v = value(s, t);
+  if (v.empty() || v.size() > 12) return fallback;
+  uint64_t n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') return fallback;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return n;
+}
+
+// Image pixel module sanity and the decompression-bomb guard: the declared
+// size is computed in 64 bits and capped before anything is allocated.
+Status checkPixels(const dicom::ScanResult& s, bool encapsulated_ts, const ArchiveLimits& limits) {
+  const bool has_geometry = s.values.count(tg::kRows) || s.values.count(tg::kColumns);
+  if (!has_geometry && !s.pixel.present) return okStatus();
+  const uint64_t rows = number(s, tg::kRows, 0), cols = number(s, tg::kColumns, 0);
+  const uint64_t spp = number(s, tg::kSamplesPerPixel, 1), bits = number(s, tg::kBitsAllocated, 0);
+  const uint64_t stored = number(s, tg::kBitsStored, bits), high = number(s, tg::kHighBit, stored ? stored - 1 : 0);
+  const uint64_t frames = number(s, tg::kNumberOfFrames, 1);
+  if (!s.pixel.present) return okStatus();
+  if (rows == 0 || cols == 0) return invalidArgument("image with zero rows or columns");
+  if (spp == 0 || spp > 4) return invalidArgument("SamplesPerPixel out of range");
+  if (bits == 0 || bits > 64 || (bits != 1 && bits % 8 != 0)) return invalidArgument("BitsAllocated out of range");
+  if (stored > bits || high >= bits) return invalidArgument("BitsStored/HighBit inconsistent with BitsAllocated");
+  if (frames == 0 || frames > 1000000) return invalidArgument("NumberOfFrames out of range");
+  // rows, cols < 2^16, spp <= 4, bits <= 64, frames <= 10^6: no overflow in 64 bits.
+  const uint64_t declared_bits = rows * cols * spp * bits * frames;
+  const uint64_t declared = (declared_bits + 7) / 8;
+  if (declared > limits.max_pixel_bytes) return resourceExhausted("declared pixel data exceeds the limit");
+  if (!encapsulated_ts && !s.pixel.encapsulated && s.pixel.length < declared)
+    return invalidArgument("pixel data shorter than its declared geometry");
+  return okStatus();
+}
+
+}  // namespace
+
+StatusOr<PutResult> StoreService::store(const CallContext& ctx, const StoreRequest& req) {
+  std::string study_uid;
+  auto result = storeChecked(ctx, req, study_uid);
+  AuditEvent e{d_.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "store", study_uid, 1,
+               "success", ""};
+  if (!result.ok()) {
+    e.outcome = result.status().code() == StatusCode::kPermissionDenied ? "denied" : "failure";
+    e.detail = result.status().toString();
+  } else if (*result == PutResult::kAlreadyStored) {
+    e.detail = "identical instance already stored";
+  }
+  Status audited = d_.audit.append(e);
+  if (!audited.ok() && result.ok()) return audited;  // no success without its audit record
+  return result;
+}
+
+StatusOr<PutResult> StoreService::storeFile(const CallContext& ctx, ByteView file) {
+  auto p10 = dicom::parsePart10(file);
+  if (!p10.ok()) {
+    std::string none;
+    Status s = d_.audit.append({d_.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "store", none,
+                                1, "failure", p10.status().toString()});
+    (void)s;
+    return p10.status();
+  }
+  StoreRequest req{p10->transfer_syntax, p10->media_sop_class, p10->media_sop_instance,
+                   file.subspan(p10->dataset_offset)};
+  return store(ctx, req);
+}
+
+StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const StoreRequest& req,
+                                               std::string& study_uid) {
+  if (!(ctx.permissions & kPermStore)) return permissionDenied("node may not store");
+  if (req.dataset.size() > d_.limits.max_object_size) return resourceExhausted("object larger than the limit");
+  if (!isValidUid(req.transfer_syntax)) return invalidArgument("invalid transfer syntax UID");
+  ASSIGN_OR_RETURN(dicom::Encoding enc, dicom::encodingOf(req.transfer_syntax));
+  dicom::ScanLimits limits;
+  limits.max_depth = d_.limits.max_sequence_depth;
+  limits.max_items = d_.limits.max_items_per_sequence;
+  limits.max_inflated = d_.limits.max_object_size;
+  ASSIGN_OR_RETURN(dicom::ScanResult scan, dicom::scanDataset(req.dataset, enc, limits));
+
+  InstanceRecord r;
+  r.sop_uid = value(scan, tg::kSopInstanceUid);
+  r.sop_class_uid = value(scan, tg::kSopClassUid);
+  r.study_uid = value(scan, tg::kStudyInstanceUid);
+  r.series_uid = value(scan, tg::kSeriesInstanceUid);
+  for (const auto* uid : {&r.sop_uid, &r.sop_class_uid, &r.study_uid, &r.series_uid})
+    if (!isValidUid(*uid)) return invalidArgument("missing or invalid UID in data set");
+  if (!req.sop_instance_uid.empty() && req.sop_instance_uid != r.sop_uid)
+    return invalidArgument("SOP Instance UID differs from the request");
+  if (!req.sop_class_uid.empty() && req.sop_class_uid != r.sop_class_uid)
+    return invalidArgument("SOP Class UID differs from the request");
+  study_uid = r.study_uid;
+  RETURN_IF_ERROR(checkPixels(scan, dicom::isEncapsulatedSyntax(req.transfer_syntax), d_.limits));
+
+  r.patient_id = value(scan, tg::kPatientId);
+  r.patient_name = value(scan, tg::kPatientName);
+  r.issuer_of_patient_id = value(scan, tg::kIssuerOfPatientId);
+  r.patient_birth_date = value(scan, tg::kPatientBirthDate);
+  r.patient_sex = value(scan, tg::kPatientSex);
+  r.other_patient_ids = value(scan, tg::kOtherPatientIds);
+  r.study_date = value(scan, tg::kStudyDate);
+  r.study_time = value(scan, tg::kStudyTime);
+  r.accession_number = value(scan, tg::kAccessionNumber);
+  r.referring_physician = value(scan, tg::kReferringPhysicianName);
+  r.study_description = value(scan, tg::kStudyDescription);
+  r.study_id = value(scan, tg::kStudyId);
+  r.modality = value(scan, tg::kModality);
+  r.series_number = value(scan, tg::kSeriesNumber);
+  r.series_description = value(scan, tg::kSeriesDescription);
+  r.instance_number = value(scan, tg::kInstanceNumber);
+  r.specific_character_set = value(scan, tg::kSpecificCharacterSet);
+  r.transfer_syntax = req.transfer_syntax;
+
+  const Bytes meta = buildPart10(r.sop_class_uid, r.sop_uid, r.transfer_syntax, d_.implementation_uid,
+                                 d_.implementation_version, {});
+  crypto::Sha256 sha;
+  sha.update(meta);
+  sha.update(req.dataset);
+  const auto digest = sha.finish();
+  r.sha256_hex = toHex(digest);
+  r.size = meta.size() + req.dataset.size();
+
+  // Fast path for repeats: no blob is written for an instance we hold.
+  ASSIGN_OR_RETURN(auto existing, d_.index.findInstance(r.sop_uid));
+  if (existing) {
+    if (existing->sha256_hex == r.sha256_hex) return PutResult::kAlreadyStored;
+    return alreadyExists("SOP Instance UID already stored with different content; not overwritten");
+  }
+
+  ASSIGN_OR_RETURN(auto writer, d_.blobs.create());
+  RETURN_IF_ERROR(writer->append(meta));
+  RETURN_IF_ERROR(writer->append(req.dataset));
+  RETURN_IF_ERROR(writer->commit());
+  r.blob_id = writer->id();
+  auto put = d_.index.putInstance(r);
+  if (!put.ok() || *put == PutResult::kAlreadyStored) (void)d_.blobs.remove(r.blob_id);
+  return put;
+}
+
+}  // namespace bastion

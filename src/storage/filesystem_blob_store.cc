@@ -1,0 +1,163 @@
+#include "storage/filesystem_blob_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "storage/atomic_file.h"
+
+namespace bastion::storage {
+namespace {
+
+constexpr size_t kWriteBuffer = 256 * 1024;
+
+Status errnoStatus(const std::string& what) { return internalError(what + ": " + std::strerror(errno)); }
+
+class FileWriter final : public BlobWriter {
+ public:
+  FileWriter(std::string id, std::string tmp, std::string final_dir, std::string final_path, int fd)
+      : id_(std::move(id)), tmp_(std::move(tmp)), dir_(std::move(final_dir)), path_(std::move(final_path)), fd_(fd) {
+    buf_.reserve(kWriteBuffer);
+  }
+  ~FileWriter() override {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(tmp_.c_str());
+  }
+  const std::string& id() const override { return id_; }
+
+  Status append(ByteView data) override {
+    if (fd_ < 0) return internalError("writer already closed");
+    if (buf_.size() + data.size() > kWriteBuffer) {
+      RETURN_IF_ERROR(flushBuffer());
+      if (data.size() >= kWriteBuffer) return writeAll(data);
+    }
+    buf_.insert(buf_.end(), data.begin(), data.end());
+    return okStatus();
+  }
+
+  Status commit() override {
+    if (fd_ < 0) return internalError("writer already closed");
+    RETURN_IF_ERROR(flushBuffer());
+    if (::fdatasync(fd_) != 0) return errnoStatus("fdatasync");
+    ::close(fd_);
+    fd_ = -1;
+    RETURN_IF_ERROR(ensureDirectory(dir_));
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) return errnoStatus("rename");
+    committed_ = true;
+    return syncDirectory(dir_);
+  }
+
+ private:
+  Status flushBuffer() {
+    Status s = writeAll(buf_);
+    buf_.clear();
+    return s;
+  }
+  Status writeAll(ByteView data) {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errnoStatus("write");
+      }
+      done += static_cast<size_t>(n);
+    }
+    return okStatus();
+  }
+
+  std::string id_, tmp_, dir_, path_;
+  int fd_;
+  bool committed_ = false;
+  Bytes buf_;
+};
+
+class FileReader final : public BlobReader {
+ public:
+  FileReader(int fd, uint64_t size) : fd_(fd), size_(size) {}
+  ~FileReader() override { ::close(fd_); }
+  uint64_t size() const override { return size_; }
+  StatusOr<size_t> read(uint64_t offset, std::span<uint8_t> out) override {
+    if (offset >= size_ || out.empty()) return size_t{0};
+    while (true) {
+      ssize_t n = ::pread(fd_, out.data(), out.size(), static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errnoStatus("pread");
+      return static_cast<size_t>(n);
+    }
+  }
+
+ private:
+  int fd_;
+  uint64_t size_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<FilesystemBlobStore>> FilesystemBlobStore::open(const std::string& root, Random& random) {
+  RETURN_IF_ERROR(ensureDirectory(root + "/objects"));
+  RETURN_IF_ERROR(ensureDirectory(root + "/tmp"));
+  // Leftover temp files are writes that never committed: nothing refers to them.
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(root + "/tmp", ec)) std::filesystem::remove(e.path(), ec);
+  return std::unique_ptr<FilesystemBlobStore>(new FilesystemBlobStore(root, random));
+}
+
+std::string FilesystemBlobStore::pathFor(const std::string& id) const {
+  return root_ + "/objects/" + id.substr(0, 2) + "/" + id.substr(2, 2) + "/" + id;
+}
+
+StatusOr<std::unique_ptr<BlobWriter>> FilesystemBlobStore::create() {
+  std::string id = newUuid(random_);
+  std::string tmp = root_ + "/tmp/" + id;
+  int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return errnoStatus("create temp blob");
+  std::string path = pathFor(id);
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return std::unique_ptr<BlobWriter>(new FileWriter(id, tmp, dir, path, fd));
+}
+
+StatusOr<std::unique_ptr<BlobReader>> FilesystemBlobStore::open(const std::string& id) {
+  if (!isCanonicalUuid(id)) return invalidArgument("not a blob id");
+  std::string path = pathFor(id);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return notFound("blob " + id + " not found");
+    return errnoStatus("open blob");
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return errnoStatus("fstat blob");
+  }
+  return std::unique_ptr<BlobReader>(new FileReader(fd, static_cast<uint64_t>(st.st_size)));
+}
+
+Status FilesystemBlobStore::remove(const std::string& id) {
+  if (!isCanonicalUuid(id)) return invalidArgument("not a blob id");
+  std::string path = pathFor(id);
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return notFound("blob " + id + " not found");
+    return errnoStatus("unlink blob");
+  }
+  return syncDirectory(std::filesystem::path(path).parent_path().string());
+}
+
+Status FilesystemBlobStore::forEach(const std::function<void(const std::string& id)>& fn) {
+  std::error_code ec;
+  std::filesystem::recursive_directory_iterator it(root_ + "/objects", ec), end;
+  if (ec) return internalError("cannot list blobs: " + ec.message());
+  for (; it != end; it.increment(ec)) {
+    if (ec) return internalError("cannot list blobs: " + ec.message());
+    if (!it->is_regular_file()) continue;
+    std::string name = it->path().filename().string();
+    if (isCanonicalUuid(name)) fn(name);
+  }
+  return okStatus();
+}
+
+}  // namespace bastion::storage

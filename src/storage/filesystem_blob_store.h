@@ -1,0 +1,32 @@
+// FilesystemBlobStore: one file per blob under <root>/objects/<aa>/<bb>/<uuid>.
+// Writes go to <root>/tmp/<uuid> and become visible by fsync + rename +
+// directory fsync, so a crash leaves either nothing or the whole blob.
+#pragma once
+
+#include <string>
+
+#include "bastion/common/clock.h"
+#include "bastion/storage/blob_store.h"
+
+namespace bastion::storage {
+
+class FilesystemBlobStore final : public BlobStore {
+ public:
+  // `root` must exist or be creatable. `random` must outlive the store.
+  static StatusOr<std::unique_ptr<FilesystemBlobStore>> open(const std::string& root, Random& random);
+
+  StatusOr<std::unique_ptr<BlobWriter>> create() override;
+  StatusOr<std::unique_ptr<BlobReader>> open(const std::string& id) override;
+  Status remove(const std::string& id) override;
+  Status forEach(const std::function<void(const std::string& id)>& fn) override;
+
+  // Path of a blob's file (id must be a canonical UUID). For tests and tools.
+  std::string pathFor(const std::string& id) const;
+
+ private:
+  FilesystemBlobStore(std::string root, Random& random) : root_(std::move(root)), random_(random) {}
+  std::string root_;
+  Random& random_;
+};
+
+}  // namespace bastion::storage
