@@ -1,0 +1,176 @@
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+#include "bastion/service/archive.h"
+#include "bastion/service/verify.h"
+#include "crypto/encrypting_blob_store.h"
+#include "dicom/parse/dicom_scanner.h"
+#include "index/sqlite/sqlite_index.h"
+#include "storage/memory_blob_store.h"
+#include "test_util.h"
+
+namespace bastion {
+namespace {
+
+using testing::DsWriter;
+using testing::makeInstance;
+
+class RecordingAudit final : public AuditLog {
+ public:
+  Status append(const AuditEvent& e) override {
+    std::lock_guard lock(mu);
+    events.push_back(e);
+    return okStatus();
+  }
+  std::mutex mu;
+  std::vector<AuditEvent> events;
+};
+
+constexpr const char* kTs = "1.2.840.10008.1.2.1";
+
+class StoreServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto idx = index::SqliteIndex::open(dir_.path() + "/i.sqlite", *keyring_, random_);
+    ASSERT_TRUE(idx.ok());
+    index_ = std::move(idx).value();
+    ArchiveDeps deps{blobs_, *index_, audit_, clock_, ArchiveLimits{}, "1.2.3.4", "TEST"};
+    store_ = std::make_unique<StoreService>(deps);
+    retrieve_ = std::make_unique<RetrieveService>(deps);
+  }
+  StatusOr<PutResult> put(const Bytes& ds, uint32_t perms = kPermStore) {
+    CallContext ctx{"MOD", "127.0.0.1", "", perms};
+    return store_->store(ctx, {kTs, "", "", ds});
+  }
+
+  testing::TempDir dir_;
+  testing::FakeRandom random_;
+  testing::FixedClock clock_;
+  std::unique_ptr<Keyring> keyring_ = makeKeyring(Key256{}, random_);
+  storage::MemoryBlobStore raw_{random_};
+  crypto::EncryptingBlobStore blobs_{raw_, *keyring_, random_};
+  std::unique_ptr<index::SqliteIndex> index_;
+  RecordingAudit audit_;
+  std::unique_ptr<StoreService> store_;
+  std::unique_ptr<RetrieveService> retrieve_;
+};
+
+TEST_F(StoreServiceTest, StoresRetrievesAndAudits) {
+  Bytes ds = makeInstance("P1", "DOE^J", "1.2.3", "1.2.3.1", "1.2.3.1.1");
+  auto r = put(ds);
+  ASSERT_TRUE(r.ok()) << r.status().toString();
+  EXPECT_EQ(*r, PutResult::kInserted);
+  auto loc = index_->findInstance("1.2.3.1.1");
+  ASSERT_TRUE(loc.ok() && loc->has_value());
+  auto bytes = retrieve_->read(**loc);
+  ASSERT_TRUE(bytes.ok());
+  auto p10 = dicom::parsePart10(*bytes);
+  ASSERT_TRUE(p10.ok());
+  EXPECT_TRUE(p10->preamble_zero);
+  EXPECT_EQ(p10->transfer_syntax, kTs);
+  EXPECT_EQ(Bytes(bytes->begin() + static_cast<long>(p10->dataset_offset), bytes->end()), ds);  // bit-exact
+  ASSERT_EQ(audit_.events.size(), 1u);
+  EXPECT_EQ(audit_.events[0].outcome, "success");
+  EXPECT_EQ(audit_.events[0].study_uid, "1.2.3");
+}
+
+TEST_F(StoreServiceTest, DeniesWithoutPermissionAndAudits) {
+  auto r = put(makeInstance("P", "N", "1.2", "1.2.1", "1.2.1.1"), kPermEcho);
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  ASSERT_EQ(audit_.events.size(), 1u);
+  EXPECT_EQ(audit_.events[0].outcome, "denied");
+  EXPECT_EQ(raw_.count(), 0u);
+}
+
+TEST_F(StoreServiceTest, DuplicateIdenticalIsIdempotentDifferentIsRefused) {
+  Bytes a = makeInstance("P", "N", "1.2", "1.2.1", "1.2.1.1");
+  ASSERT_TRUE(put(a).ok());
+  auto again = put(a);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, PutResult::kAlreadyStored);
+  EXPECT_EQ(raw_.count(), 1u);
+  Bytes b = makeInstance("P", "N", "1.2", "1.2.1", "1.2.1.1", "20250101");
+  EXPECT_EQ(put(b).status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(raw_.count(), 1u);
+  EXPECT_EQ(audit_.events.back().outcome, "failure");
+}
+
+TEST_F(StoreServiceTest, RejectsHostileUids) {
+  for (const std::string& uid : std::vector<std::string>{"../../../../tmp/pwn", std::string(200, '1'), "1.2.3.", "01.2", "", "1.2.a"}) {
+    auto r = put(makeInstance("P", "N", "1.2", "1.2.1", uid));
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << uid;
+  }
+  EXPECT_EQ(raw_.count(), 0u);
+  EXPECT_EQ(*index_->instanceCount(), 0u);
+}
+
+TEST_F(StoreServiceTest, RejectsPixelBomb) {
+  Bytes ds = DsWriter()
+                 .str(0x00080016, "UI", "1.2.840.10008.5.1.4.1.1.2")
+                 .str(0x00080018, "UI", "1.2.3.4")
+                 .str(0x0020000D, "UI", "1.2")
+                 .str(0x0020000E, "UI", "1.2.3")
+                 .str(0x00280008, "IS", "2147483647")
+                 .us(0x00280010, 65535)
+                 .us(0x00280011, 65535)
+                 .us(0x00280100, 16)
+                 .ob(0x7FE00010, "OW", 2, {0, 0})
+                 .bytes();
+  auto r = put(ds);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(raw_.count(), 0u);
+  Bytes short_pixels = DsWriter()
+                           .str(0x00080016, "UI", "1.2.840.10008.5.1.4.1.1.2")
+                           .str(0x00080018, "UI", "1.2.3.5")
+                           .str(0x0020000D, "UI", "1.2")
+                           .str(0x0020000E, "UI", "1.2.3")
+                           .us(0x00280010, 512)
+                           .us(0x00280011, 512)
+                           .us(0x00280100, 16)
+                           .ob(0x7FE00010, "OW", 2, {0, 0})
+                           .bytes();
+  EXPECT_EQ(put(short_pixels).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(StoreServiceTest, FailedBlobCommitIndexesNothing) {
+  raw_.failNextCommits(1);
+  EXPECT_FALSE(put(makeInstance("P", "N", "1.2", "1.2.1", "1.2.1.1")).ok());
+  EXPECT_EQ(*index_->instanceCount(), 0u);
+  EXPECT_TRUE(put(makeInstance("P", "N", "1.2", "1.2.1", "1.2.1.1")).ok());
+}
+
+TEST_F(StoreServiceTest, TamperedObjectFailsReadAndVerify) {
+  ASSERT_TRUE(put(makeInstance("P", "N", "1.2", "1.2.1", "1.2.1.1")).ok());
+  ASSERT_TRUE(put(makeInstance("P", "N", "1.2", "1.2.1", "1.2.1.2")).ok());
+  auto loc = index_->findInstance("1.2.1.1");
+  ASSERT_TRUE(loc.ok() && loc->has_value());
+  auto clean = verifyArchive(*index_, blobs_, 1 << 20, nullptr);
+  ASSERT_TRUE(clean.ok());
+  EXPECT_TRUE(clean->clean());
+  Bytes* raw = raw_.raw((*loc)->blob_id);
+  (*raw)[raw->size() - 20] ^= 0x80;
+  EXPECT_EQ(retrieve_->read(**loc).status().code(), StatusCode::kDataLoss);
+  auto report = verifyArchive(*index_, blobs_, 1 << 20, nullptr);
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->problems.size(), 1u);
+  EXPECT_EQ(report->problems[0].kind, "altered");
+  EXPECT_EQ(report->problems[0].sop_uid, "1.2.1.1");
+}
+
+TEST_F(StoreServiceTest, ImportZeroesPreamble) {
+  Bytes ds = makeInstance("P", "N", "1.2", "1.2.1", "1.2.1.9");
+  Bytes file = buildPart10("1.2.840.10008.5.1.4.1.1.2", "1.2.1.9", kTs, "1.2", "X", ds);
+  file[0] = 'M';
+  file[1] = 'Z';
+  CallContext ctx{"import", "local", "", kPermStore};
+  ASSERT_TRUE(store_->storeFile(ctx, file).ok());
+  auto loc = index_->findInstance("1.2.1.9");
+  auto bytes = retrieve_->read(**loc);
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_EQ((*bytes)[0], 0);
+  EXPECT_EQ((*bytes)[1], 0);
+}
+
+}  // namespace
+}  // namespace bastion
