@@ -13,6 +13,7 @@ struct NodeOptions {
   std::string config = "/var/lib/bastion/bastion.toml";
   std::string ae, cidr, cert, cert_sha256, perms, move_host, name, out_key, out_cert;
   int move_port = 0;
+  bool server = false;
 };
 
 int fail(const Status& s) {
@@ -80,7 +81,7 @@ int issue(const NodeOptions& o) {
   auto cfg = server::loadConfig(o.config);
   if (!cfg.ok()) return fail(cfg.status());
   const std::string ca_key = std::filesystem::path(cfg->tls_key).parent_path().string() + "/ca.key";
-  crypto::IssueRequest req{o.name, {}, {}, false, 825};
+  crypto::IssueRequest req{o.name, {}, {}, o.server, 825};
   Status s = crypto::issueCertificate(ca_key, cfg->tls_ca, req, o.out_key, o.out_cert);
   if (!s.ok()) return fail(s);
   auto fp = crypto::certificateFingerprintFile(o.out_cert);
@@ -114,6 +115,7 @@ void addNode(CLI::App& app, Action& action) {
   i->add_option("--name", o->name, "Common name")->required();
   i->add_option("--out-key", o->out_key, "Private key output (PEM, 0600)")->required();
   i->add_option("--out-cert", o->out_cert, "Certificate output (PEM)")->required();
+  i->add_flag("--server", o->server, "Also valid as a TLS server (for C-MOVE destinations)");
   i->callback([&action, o] { action = [o] { return issue(*o); }; });
   for (auto* sub : {a, l, r, i}) sub->add_option("--config", o->config, "Path to bastion.toml");
 }

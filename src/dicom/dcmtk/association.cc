@@ -5,6 +5,9 @@
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmnet/dimse.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <vector>
 
@@ -20,6 +23,32 @@ constexpr uint16_t kSuccess = 0x0000, kPending = 0xFF00, kCancel = 0xFE00, kNotA
                    kOutOfResources = 0xA700, kCannotUnderstand = 0xC000, kDuplicateDifferent = 0xC010,
                    kIdentifierMismatch = 0xA900, kMoveDestinationUnknown = 0xA801, kSubOpsFailed = 0xB000,
                    kProcessingFailure = 0x0110, kUnableToProcess = 0xC001;
+
+// Decrypted object bytes as an anonymous memory file (memfd), so DCMTK's
+// file-based bit-preserving send can read them; gone when closed.
+class MemFile {
+ public:
+  ~MemFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool open(ByteView data) {
+    fd_ = ::memfd_create("bastion-object", MFD_CLOEXEC);
+    if (fd_ < 0) return false;
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    path_ = "/proc/self/fd/" + std::to_string(fd_);
+    return true;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
 
 bool isOneOf(const char* uid, std::initializer_list<const char*> list) {
   for (const char* u : list)
@@ -48,9 +77,15 @@ void negotiate(T_ASC_Parameters* params) {
     }
     const char* chosen = nullptr;
     if (storage) {
-      // The SCU's first supported proposal: objects are stored as sent.
+      // An SCU only proposes syntaxes it can produce; taking a compressed one
+      // first means compressed images are stored exactly as the modality made
+      // them, never decompressed and recompressed on the way.
       for (int t = 0; t < pc.transferSyntaxCount && !chosen; ++t)
-        if (encodingOf(pc.proposedTransferSyntaxes[t]).ok()) chosen = pc.proposedTransferSyntaxes[t];
+        if (isEncapsulatedSyntax(pc.proposedTransferSyntaxes[t])) chosen = pc.proposedTransferSyntaxes[t];
+      for (const char* want : {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
+                               UID_BigEndianExplicitTransferSyntax, UID_DeflatedExplicitVRLittleEndianTransferSyntax})
+        for (int t = 0; t < pc.transferSyntaxCount && !chosen; ++t)
+          if (std::strcmp(pc.proposedTransferSyntaxes[t], want) == 0) chosen = want;
     } else {
       for (const char* want : {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax})
         for (int t = 0; t < pc.transferSyntaxCount && !chosen; ++t)
@@ -236,10 +271,16 @@ class Session {
     T_ASC_PresentationContext pc;
     ASC_findAcceptedPresentationContext(target->params, pid, &pc);
     DcmXfer want(pc.acceptedTransferSyntax);
-    if (want.getXfer() != DcmXfer(ts.c_str()).getXfer()) {
+    const bool same_syntax = want.getXfer() == DcmXfer(ts.c_str()).getXfer();
+    if (!same_syntax) {
       if ((*ds)->chooseRepresentation(want.getXfer(), nullptr).bad() || !(*ds)->canWriteXfer(want.getXfer()))
         return kUnableToProcess;
     }
+    // In the stored syntax the object goes out bit for bit as it was received:
+    // DCMTK streams a file's data set unparsed, and the decrypted bytes are
+    // handed to it as an anonymous in-memory file (never on disk).
+    MemFile mem;
+    if (same_syntax && !mem.open(*bytes)) return kProcessingFailure;
     T_DIMSE_C_StoreRQ req{};
     req.MessageID = target->nextMsgID++;
     OFStandard::strlcpy(req.AffectedSOPClassUID, loc.sop_class_uid.c_str(), sizeof req.AffectedSOPClassUID);
@@ -248,7 +289,8 @@ class Session {
     req.Priority = DIMSE_PRIORITY_MEDIUM;
     T_DIMSE_C_StoreRSP rsp{};
     DcmDataset* detail = nullptr;
-    OFCondition c = DIMSE_storeUser(target, pid, &req, nullptr, ds->get(), nullptr, nullptr, DIMSE_NONBLOCKING,
+    OFCondition c = DIMSE_storeUser(target, pid, &req, same_syntax ? mem.path().c_str() : nullptr,
+                                    same_syntax ? nullptr : ds->get(), nullptr, nullptr, DIMSE_NONBLOCKING,
                                     cfg_.idle_timeout_s, &rsp, &detail);
     delete detail;
     if (c.bad()) return kProcessingFailure;
@@ -460,7 +502,7 @@ void serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfi
     }
   }
   if (admitted) release(ctx);
-  ASC_dropSCPAssociation(assoc);
+  ASC_dropSCPAssociation(assoc, 1);
   ASC_destroyAssociation(&assoc);
 }
 

@@ -78,6 +78,11 @@ Status DimseServer::start() {
 void DimseServer::stop() {
   if (stopping_.exchange(true)) return;
   if (acceptor_.joinable()) acceptor_.join();
+  {
+    // Wake every association blocked on its peer; each then ends normally.
+    std::lock_guard lock(mu_);
+    for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
+  }
   for (int i = 0; i < 300 && workers_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   if (tls_fd_ >= 0) ::close(tls_fd_);
   if (plain_fd_ >= 0) ::close(plain_fd_);
@@ -120,10 +125,18 @@ void DimseServer::handle(int fd, bool tls) {
     return;
   }
   ++workers_;
-  std::thread([this, assoc, tls] {
+  {
+    std::lock_guard lock(mu_);
+    open_fds_.insert(fd);
+  }
+  std::thread([this, assoc, tls, fd] {
     serveAssociation(assoc, tls, cfg_.assoc, cfg_.plain_allow, services_,
                      [this](const CallContext& ctx) { return admit(ctx); },
                      [this](const CallContext& ctx) { release(ctx); });
+    {
+      std::lock_guard lock(mu_);
+      open_fds_.erase(fd);
+    }
     --workers_;
   }).detach();
 }

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <map>
+#include <set>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -58,6 +59,7 @@ class DimseServer {
   std::mutex mu_;
   int active_ = 0;                       // guarded by mu_
   std::map<std::string, int> per_node_;  // guarded by mu_
+  std::set<int> open_fds_;               // sockets of running associations, guarded by mu_
 };
 
 }  // namespace bastion::dicom
