@@ -176,7 +176,12 @@ class Session {
     T_ASC_PresentationContextID data_pres = pres;
     OFCondition c =
         DIMSE_receiveDataSetInFile(assoc_, DIMSE_NONBLOCKING, cfg_.idle_timeout_s, &data_pres, &stream, nullptr, nullptr);
-    if (c.bad() || data_pres != pres) return false;
+    if (c.bad() || data_pres != pres) {
+      s_.audit.append({s_.clock.now(), ctx_.calling_ae, ctx_.peer_address, ctx_.cert_sha256, "association", "", 0,
+                       "failure", std::string("aborted while receiving a data set: ") +
+                                      (c.bad() ? c.text() : "presentation context changed")}).ok();
+      return false;
+    }
     overflow = stream.overflowed();
     out = std::move(stream.bytes());
     return true;
