@@ -12,7 +12,7 @@ namespace {
 constexpr uint32_t kNumPatientStudies = 0x00201200, kNumPatientSeries = 0x00201202,
                    kNumPatientInstances = 0x00201204, kNumStudySeries = 0x00201206,
                    kNumStudyInstances = 0x00201208, kNumSeriesInstances = 0x00201209,
-                   kModalitiesInStudy = 0x00080061, kQueryLevel = 0x00080052;
+                   kModalitiesInStudy = 0x00080061;
 constexpr size_t kMaxUidList = 1000;
 
 // Patient PHI field order in the sealed blob.
