@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# bench/compare.sh [TEST...]: Bastion as shipped (DICOM TLS with client
+# certificates, AES-256-GCM encryption at rest, fsync before every
+# acknowledgement) against Orthanc (plain and TLS) with the shared peer
+# harness (../shared/bench/compare.sh), then DCMTK's storescp (plain files,
+# no TLS, no crypto, no index) on the same ingest workload, in one run.
+# Default tests: echo store find get. Knobs of the harness apply (QUICK=1,
+# ROUNDS, FIND_KINDS...). Results: $PB_WORK/results/.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PB=${PB_HOME:-$ROOT/../shared/bench}
+export PB_WORK=${PB_WORK:-${TMPDIR:-/tmp}/bastion-peerbench}
+PORT=${BASTION_BENCH_PORT:-14262}
+TESTS=("$@")
+[ ${#TESTS[@]} -gt 0 ] || TESTS=(echo store find get)
+
+"$ROOT/scripts/build.sh" release >/dev/null
+B="$ROOT/build/release/bastion"
+PKI="$PB_WORK/run/tls"
+bash "$PB/lib/mk_certs.sh" "$PKI" >/dev/null
+HOME_DIR="$PB_WORK/run/bastion"
+rm -rf "$HOME_DIR"
+"$B" init "$HOME_DIR" --port "$PORT" >/dev/null
+CFG="$HOME_DIR/bastion.toml"
+# Serve with the harness's test PKI so the same client certificates work for every server.
+sed -i "s|^ca = .*|ca = '$PKI/ca.crt'|; s|^cert = .*|cert = '$PKI/server.crt'|; s|^key = .*|key = '$PKI/server.key'|" "$CFG"
+"$B" node add --config "$CFG" --ae PEERBENCH --cidr 127.0.0.1/32 --cert "$PKI/client.crt" \
+  --perm echo,store,find,get,move --move-host 127.0.0.1 --move-port "${MOVE_PORT:-14245}" >/dev/null
+"$B" serve --config "$CFG" >"$HOME_DIR/serve.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "DICOM TLS on" "$HOME_DIR/serve.log" && break; sleep 0.1; done
+
+echo "# Bastion $(git -C "$ROOT" rev-parse --short HEAD) pid $PID port $PORT"
+LABEL=bastion HOST=127.0.0.1 PORT="$PORT" AEC=BASTION \
+TLS_KEY="$PKI/client.key" TLS_CERT="$PKI/client.crt" TLS_CA="$PKI/ca.crt" \
+SERVER_PID="$PID" FIND_KINDS="${FIND_KINDS:-by_patientid by_patientname_wildcard}" \
+  bash "$PB/compare.sh" "${TESTS[@]}"
+
+if [[ " ${TESTS[*]} " == *" store "* ]]; then
+  echo "# DCMTK storescp (+B, plain files, no TLS/crypto/index) on the same ingest workload"
+  (cd "$PB" && TCP_NODELAY=1 ./start_dcmtk_ref.sh storescp reset >/dev/null)
+  (cd "$PB" && LABEL=dcmtk_storescp PORT=14243 AEC=STORESCP SERVER_PID_CMD="./start_dcmtk_ref.sh storescp pid" \
+     RUNS=${ROUNDS:-3} ./bench_dimse.sh ingest)
+  (cd "$PB" && ./start_dcmtk_ref.sh storescp stop >/dev/null)
+  /usr/bin/python3 "$PB/lib/pbrun.py" sum | grep -E '^(bastion|dcmtk_storescp)\.store\.(large|small)\.' || true
+fi
