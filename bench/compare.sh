@@ -14,6 +14,7 @@ PORT=${BASTION_BENCH_PORT:-14262}
 TESTS=("$@")
 [ ${#TESTS[@]} -gt 0 ] || TESTS=(echo store find get)
 
+"$ROOT/scripts/install-deps.sh" --bench
 "$ROOT/scripts/build.sh" release >/dev/null
 B="$ROOT/build/release/bastion"
 PKI="$PB_WORK/run/tls"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package Bastion needs to build, run and test.
-# Usage: scripts/install-deps.sh [--test]   (--test adds the test-only tools)
+# Usage: scripts/install-deps.sh [--test|--bench]   (--test: test tools; --bench: also the peers)
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 
@@ -16,8 +16,14 @@ test_tools=(
   stunnel4 sslscan testssl.sh clang libclang-rt-14-dev procps
 )
 
+# Peers and load tools for bench/compare.sh (../shared/bench).
+bench_tools=(orthanc orthanc-dicomweb wrk curl python3-numpy python3-pydicom)
+
 want=("${runtime_build[@]}")
-if [[ "${1:-}" == "--test" ]]; then want+=("${test_tools[@]}"); fi
+case "${1:-}" in
+  --test) want+=("${test_tools[@]}") ;;
+  --bench) want+=("${test_tools[@]}" "${bench_tools[@]}") ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

@@ -1,6 +1,6 @@
 // FilesystemBlobStore: one file per blob under <root>/objects/<aa>/<bb>/<uuid>.
-// Writes go to <root>/tmp/<uuid> and become visible by fsync + rename +
-// directory fsync, so a crash leaves either nothing or the whole blob.
+// Writes go to <uuid>.tmp in the same directory and become visible by
+// rename + fdatasync + directory fsync; commit() returns only after both.
 #pragma once
 
 #include <string>
