@@ -5,14 +5,12 @@
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmnet/dimse.h>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <vector>
 
 #include "crypto/pki.h"
 #include "dicom/dcmtk/dataset_io.h"
+#include "dicom/dcmtk/raw_store.h"
 #include "dicom/dcmtk/store_scu.h"
 
 namespace bastion::dicom {
@@ -23,32 +21,6 @@ constexpr uint16_t kSuccess = 0x0000, kPending = 0xFF00, kCancel = 0xFE00, kNotA
                    kOutOfResources = 0xA700, kCannotUnderstand = 0xC000, kDuplicateDifferent = 0xC010,
                    kIdentifierMismatch = 0xA900, kMoveDestinationUnknown = 0xA801, kSubOpsFailed = 0xB000,
                    kProcessingFailure = 0x0110, kUnableToProcess = 0xC001;
-
-// Decrypted object bytes as an anonymous memory file (memfd), so DCMTK's
-// file-based bit-preserving send can read them; gone when closed.
-class MemFile {
- public:
-  ~MemFile() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool open(ByteView data) {
-    fd_ = ::memfd_create("bastion-object", MFD_CLOEXEC);
-    if (fd_ < 0) return false;
-    size_t done = 0;
-    while (done < data.size()) {
-      ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
-      if (n <= 0) return false;
-      done += static_cast<size_t>(n);
-    }
-    path_ = "/proc/self/fd/" + std::to_string(fd_);
-    return true;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  int fd_ = -1;
-  std::string path_;
-};
 
 bool isOneOf(const char* uid, std::initializer_list<const char*> list) {
   for (const char* u : list)
@@ -266,36 +238,46 @@ class Session {
       s_.retrieve.audit(ctx_, "integrity", loc.study_uid, 1, "failure", bytes.status().toString());
       return kProcessingFailure;
     }
+    const uint16_t message_id = target->nextMsgID++;
+    // In the stored syntax the object goes out bit for bit as it was received.
+    // (DCMTK's lookup by syntax may fall back to another context: check.)
+    T_ASC_PresentationContextID same =
+        ASC_findAcceptedPresentationContextID(target, loc.sop_class_uid.c_str(), loc.transfer_syntax.c_str());
+    if (same != 0 && acceptedSyntax(target, same, nullptr) != loc.transfer_syntax) same = 0;
+    if (same != 0) {
+      auto p10 = parsePart10(*bytes);
+      if (!p10.ok()) return kProcessingFailure;
+      RawStoreRequest req{same, message_id, loc.sop_class_uid, loc.sop_uid, move_originator_, move_originator_id_,
+                          ByteView(*bytes).subspan(p10->dataset_offset)};
+      const uint16_t st = sendStoreRaw(target, req, cfg_.idle_timeout_s);
+      return st == 0xFFFF ? kProcessingFailure : st;
+    }
+    // Otherwise DCMTK converts between the syntaxes it can (uncompressed ones).
+    const T_ASC_PresentationContextID pid = ASC_findAcceptedPresentationContextID(target, loc.sop_class_uid.c_str());
+    if (pid == 0) return kUnableToProcess;
     std::string ts;
     auto ds = parseStoredObject(*bytes, ts);
     if (!ds.ok()) return kProcessingFailure;
-    T_ASC_PresentationContextID pid =
-        ASC_findAcceptedPresentationContextID(target, loc.sop_class_uid.c_str(), ts.c_str());
-    if (pid == 0) pid = ASC_findAcceptedPresentationContextID(target, loc.sop_class_uid.c_str());
-    if (pid == 0) return kUnableToProcess;
     T_ASC_PresentationContext pc;
     ASC_findAcceptedPresentationContext(target->params, pid, &pc);
     DcmXfer want(pc.acceptedTransferSyntax);
-    const bool same_syntax = want.getXfer() == DcmXfer(ts.c_str()).getXfer();
-    if (!same_syntax) {
-      if ((*ds)->chooseRepresentation(want.getXfer(), nullptr).bad() || !(*ds)->canWriteXfer(want.getXfer()))
-        return kUnableToProcess;
-    }
-    // In the stored syntax the object goes out bit for bit as it was received:
-    // DCMTK streams a file's data set unparsed, and the decrypted bytes are
-    // handed to it as an anonymous in-memory file (never on disk).
-    MemFile mem;
-    if (same_syntax && !mem.open(*bytes)) return kProcessingFailure;
+    if ((*ds)->chooseRepresentation(want.getXfer(), nullptr).bad() || !(*ds)->canWriteXfer(want.getXfer()))
+      return kUnableToProcess;
     T_DIMSE_C_StoreRQ req{};
-    req.MessageID = target->nextMsgID++;
+    req.MessageID = message_id;
     OFStandard::strlcpy(req.AffectedSOPClassUID, loc.sop_class_uid.c_str(), sizeof req.AffectedSOPClassUID);
     OFStandard::strlcpy(req.AffectedSOPInstanceUID, loc.sop_uid.c_str(), sizeof req.AffectedSOPInstanceUID);
     req.DataSetType = DIMSE_DATASET_PRESENT;
     req.Priority = DIMSE_PRIORITY_MEDIUM;
+    if (!move_originator_.empty()) {
+      OFStandard::strlcpy(req.MoveOriginatorApplicationEntityTitle, move_originator_.c_str(),
+                          sizeof req.MoveOriginatorApplicationEntityTitle);
+      req.MoveOriginatorID = move_originator_id_;
+      req.opts = O_STORE_MOVEORIGINATORAETITLE | O_STORE_MOVEORIGINATORID;
+    }
     T_DIMSE_C_StoreRSP rsp{};
     DcmDataset* detail = nullptr;
-    OFCondition c = DIMSE_storeUser(target, pid, &req, same_syntax ? mem.path().c_str() : nullptr,
-                                    same_syntax ? nullptr : ds->get(), nullptr, nullptr, DIMSE_NONBLOCKING,
+    OFCondition c = DIMSE_storeUser(target, pid, &req, nullptr, ds->get(), nullptr, nullptr, DIMSE_NONBLOCKING,
                                     cfg_.idle_timeout_s, &rsp, &detail);
     delete detail;
     if (c.bad()) return kProcessingFailure;
@@ -410,6 +392,8 @@ class Session {
         rsp.DimseStatus = kUnableToProcess;
         return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
       }
+      move_originator_ = ctx_.calling_ae;
+      move_originator_id_ = rq.MessageID;
       alive = transfer((*sub)->assoc(), *list, n, [&](const Counts& c) {
         T_DIMSE_C_MoveRSP p = rsp;
         p.DimseStatus = kPending;
@@ -439,6 +423,8 @@ class Session {
   Services& s_;
   CallContext ctx_;
   ScanLimits scan_limits_;
+  std::string move_originator_;  // set while C-MOVE sub-operations run
+  uint16_t move_originator_id_ = 0;
 };
 
 }  // namespace
