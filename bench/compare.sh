@@ -41,8 +41,9 @@ SERVER_PID="$PID" FIND_KINDS="${FIND_KINDS:-by_patientid by_patientname_wildcard
 if [[ " ${TESTS[*]} " == *" store "* ]]; then
   echo "# DCMTK storescp (+B, plain files, no TLS/crypto/index) on the same ingest workload"
   (cd "$PB" && TCP_NODELAY=1 ./start_dcmtk_ref.sh storescp reset >/dev/null)
-  (cd "$PB" && LABEL=dcmtk_storescp PORT=14243 AEC=STORESCP SERVER_PID_CMD="./start_dcmtk_ref.sh storescp pid" \
-     RUNS=${ROUNDS:-3} ./bench_dimse.sh ingest)
+  REF_RESULTS="$PB_WORK/results/storescp-$(date +%Y%m%d-%H%M%S).jsonl"
+  (cd "$PB" && PB_RESULTS="$REF_RESULTS" LABEL=dcmtk_storescp PORT=14243 AEC=STORESCP \
+     SERVER_PID_CMD="./start_dcmtk_ref.sh storescp pid" RUNS=${ROUNDS:-3} ./bench_dimse.sh ingest)
   (cd "$PB" && ./start_dcmtk_ref.sh storescp stop >/dev/null)
-  /usr/bin/python3 "$PB/lib/pbrun.py" sum | grep -E '^(bastion|dcmtk_storescp)\.store\.(large|small)\.' || true
+  PB_RESULTS="$REF_RESULTS" /usr/bin/python3 "$PB/lib/pbrun.py" sum | grep -E '\.(inst_per_s|mb_per_s):' || true
 fi
