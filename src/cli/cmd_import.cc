@@ -12,16 +12,12 @@ namespace bastion::cli {
 namespace {
 
 int import(const std::string& config_path, const std::string& root) {
-  auto cfg = server::loadConfig(config_path);
-  if (!cfg.ok()) {
-    std::cerr << "import: " << cfg.status().toString() << "\n";
-    return 2;
-  }
-  auto archive = server::openArchive(*cfg);
+  auto archive = server::openArchive(config_path);
   if (!archive.ok()) {
     std::cerr << "import: " << archive.status().toString() << "\n";
     return 2;
   }
+  const server::Config* cfg = &(*archive)->config;
   std::vector<std::string> files;
   std::error_code ec;
   if (std::filesystem::is_regular_file(root, ec)) {

@@ -23,9 +23,7 @@ int fail(const Status& s) {
 
 template <typename Fn>
 int withIndex(const NodeOptions& o, Fn fn) {
-  auto cfg = server::loadConfig(o.config);
-  if (!cfg.ok()) return fail(cfg.status());
-  auto archive = server::openArchive(*cfg);
+  auto archive = server::openArchive(o.config);
   if (!archive.ok()) return fail(archive.status());
   return fn(*(*archive)->index);
 }

@@ -15,17 +15,13 @@ volatile std::sig_atomic_t g_stop = 0;
 void onSignal(int) { g_stop = 1; }
 
 int serve(const std::string& config_path) {
-  auto cfg = server::loadConfig(config_path);
-  if (!cfg.ok()) {
-    std::cerr << "serve: " << cfg.status().toString() << "\n";
-    return 1;
-  }
-  auto archive = server::openArchive(*cfg);
+  auto archive = server::openArchive(config_path);
   if (!archive.ok()) {
     std::cerr << "serve: " << archive.status().toString() << "\n";
     return 1;
   }
   server::Archive& a = **archive;
+  const server::Config* cfg = &a.config;
   auto swept = server::removeUnacknowledgedBlobs(a);
   if (!swept.ok()) {
     std::cerr << "serve: " << swept.status().toString() << "\n";

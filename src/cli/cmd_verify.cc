@@ -11,17 +11,13 @@ namespace bastion::cli {
 namespace {
 
 int verify(const std::string& config_path) {
-  auto cfg = server::loadConfig(config_path);
-  if (!cfg.ok()) {
-    std::cerr << "verify: " << cfg.status().toString() << "\n";
-    return 2;
-  }
-  auto archive = server::openArchive(*cfg);
+  auto archive = server::openArchive(config_path);
   if (!archive.ok()) {
     std::cerr << "verify: " << archive.status().toString() << "\n";
     return 2;
   }
   server::Archive& a = **archive;
+  const server::Config* cfg = &a.config;
   const bool tty = ::isatty(STDERR_FILENO);
   auto report = verifyArchive(*a.index, *a.blobs, cfg->limits.max_object_size + (1 << 20), [&](uint64_t d, uint64_t t) {
     if (tty && (d % 100 == 0 || d == t)) std::cerr << "\rverified " << d << "/" << t << std::flush;

@@ -24,6 +24,11 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
   return a;
 }
 
+StatusOr<std::unique_ptr<Archive>> openArchive(const std::string& config_path) {
+  ASSIGN_OR_RETURN(Config config, loadConfig(config_path));
+  return openArchive(config);
+}
+
 StatusOr<uint64_t> removeUnacknowledgedBlobs(Archive& a) {
   std::set<std::string> referenced;
   RETURN_IF_ERROR(a.index->forEachInstance([&](const InstanceLocation& l) { referenced.insert(l.blob_id); }));

@@ -27,6 +27,8 @@ struct Archive {
 };
 
 StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config);
+// loadConfig(config_path), then openArchive().
+StatusOr<std::unique_ptr<Archive>> openArchive(const std::string& config_path);
 // Removes blobs no index row refers to: leftovers of stores interrupted
 // before they were acknowledged. Only safe while nothing is storing.
 StatusOr<uint64_t> removeUnacknowledgedBlobs(Archive& archive);

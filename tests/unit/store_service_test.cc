@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <map>
 #include <mutex>
 
 #include "bastion/service/archive.h"
@@ -156,6 +157,22 @@ TEST_F(StoreServiceTest, TamperedObjectFailsReadAndVerify) {
   ASSERT_EQ(report->problems.size(), 1u);
   EXPECT_EQ(report->problems[0].kind, "altered");
   EXPECT_EQ(report->problems[0].sop_uid, "1.2.1.1");
+}
+
+TEST_F(StoreServiceTest, VerifyReportsMissingAndOrphanedObjects) {
+  ASSERT_TRUE(put(makeInstance("P", "N", "1.2", "1.2.1", "1.2.1.1")).ok());
+  auto loc = index_->findInstance("1.2.1.1");
+  ASSERT_TRUE(loc.ok() && loc->has_value());
+  ASSERT_TRUE(raw_.remove((*loc)->blob_id).ok());
+  auto orphan = writeBlob(blobs_, asBytes("nobody refers to me"));
+  ASSERT_TRUE(orphan.ok());
+  auto report = verifyArchive(*index_, blobs_, 1 << 20, nullptr);
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->problems.size(), 2u);
+  std::map<std::string, std::string> kinds;
+  for (const auto& p : report->problems) kinds[p.kind] = p.blob_id;
+  EXPECT_EQ(kinds["missing"], (*loc)->blob_id);
+  EXPECT_EQ(kinds["orphaned"], *orphan);
 }
 
 TEST_F(StoreServiceTest, ImportZeroesPreamble) {

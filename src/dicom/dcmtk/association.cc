@@ -188,14 +188,24 @@ class Session {
     return DIMSE_sendStoreResponse(assoc_, pres, &rq, &rsp, nullptr).good();
   }
 
-  // Receives and parses a query/retrieve identifier; nullptr if malformed.
-  std::unique_ptr<DcmDataset> identifier(T_ASC_PresentationContextID pres, bool& abort) {
+  struct Identifier {
+    std::unique_ptr<DcmDataset> dataset;
+    StatusOr<Query> query = invalidArgument("malformed identifier");
+  };
+
+  // Receives, checks and parses a query/retrieve identifier. Returns false
+  // if the association must be aborted; `id.query` is an error for a
+  // malformed identifier (answered with A900).
+  bool readIdentifier(T_ASC_PresentationContextID pres, Identifier& id) {
     Bytes data;
     bool overflow = false;
-    abort = !receiveData(pres, 1 << 20, data, overflow);
-    if (abort || overflow) return nullptr;
+    if (!receiveData(pres, 1 << 20, data, overflow)) return false;
+    if (overflow) return true;
     auto ds = parseDataset(data, acceptedSyntax(assoc_, pres, nullptr), scan_limits_);
-    return ds.ok() ? std::move(ds).value() : nullptr;
+    if (!ds.ok()) return true;
+    id.dataset = std::move(ds).value();
+    id.query = queryFromIdentifier(*id.dataset);
+    return true;
   }
 
   bool find(T_ASC_PresentationContextID pres, T_DIMSE_C_FindRQ& rq) {
@@ -204,17 +214,15 @@ class Session {
     OFStandard::strlcpy(rsp.AffectedSOPClassUID, rq.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
     rsp.opts = O_FIND_AFFECTEDSOPCLASSUID;
     rsp.DataSetType = DIMSE_DATASET_NULL;
-    bool abort = false;
-    auto id = identifier(pres, abort);
-    if (abort) return false;
-    StatusOr<Query> q = id ? queryFromIdentifier(*id) : StatusOr<Query>(invalidArgument("malformed identifier"));
-    if (!q.ok()) {
+    Identifier id;
+    if (!readIdentifier(pres, id)) return false;
+    if (!id.query.ok()) {
       rsp.DimseStatus = kIdentifierMismatch;
       return DIMSE_sendFindResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
     }
     bool send_ok = true, cancelled = false;
-    Status s = s_.query.find(ctx_, *q, [&](const QueryRow& row) {
-      auto out = responseIdentifier(*id, row);
+    Status s = s_.query.find(ctx_, *id.query, [&](const QueryRow& row) {
+      auto out = responseIdentifier(*id.dataset, row);
       T_DIMSE_C_FindRSP pending = rsp;
       pending.DimseStatus = kPending;
       pending.DataSetType = DIMSE_DATASET_PRESENT;
@@ -312,47 +320,58 @@ class Session {
 
   uint16_t finalStatus(const Counts& n) { return n.failed || n.warning ? kSubOpsFailed : kSuccess; }
 
+  // Sub-operation counts in a C-GET or C-MOVE response (same fields, own flags).
+  template <typename Rsp>
+  static void setCounts(Rsp& r, const Counts& c, bool with_remaining, unsigned remaining_flag, unsigned other_flags) {
+    r.NumberOfCompletedSubOperations = c.completed;
+    r.NumberOfFailedSubOperations = c.failed;
+    r.NumberOfWarningSubOperations = c.warning;
+    r.opts |= other_flags;
+    if (with_remaining) {
+      r.NumberOfRemainingSubOperations = c.remaining;
+      r.opts |= remaining_flag;
+    }
+  }
+  static constexpr unsigned kGetCounts =
+      O_GET_NUMBEROFCOMPLETEDSUBOPERATIONS | O_GET_NUMBEROFFAILEDSUBOPERATIONS | O_GET_NUMBEROFWARNINGSUBOPERATIONS;
+  static constexpr unsigned kMoveCounts = O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS |
+                                          O_MOVE_NUMBEROFFAILEDSUBOPERATIONS | O_MOVE_NUMBEROFWARNINGSUBOPERATIONS;
+
+  void auditTransfer(const char* action, const Query& q, const Counts& n, const std::string& note) {
+    s_.retrieve.audit(ctx_, action, studyOf(q), n.completed, n.failed ? "failure" : "success",
+                      n.failed ? std::to_string(n.failed) + " sub-operations failed " + note : note);
+  }
+
   bool get(T_ASC_PresentationContextID pres, T_DIMSE_C_GetRQ& rq) {
     T_DIMSE_C_GetRSP rsp{};
     rsp.MessageIDBeingRespondedTo = rq.MessageID;
     OFStandard::strlcpy(rsp.AffectedSOPClassUID, rq.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
     rsp.opts = O_GET_AFFECTEDSOPCLASSUID;
     rsp.DataSetType = DIMSE_DATASET_NULL;
-    bool abort = false;
-    auto id = identifier(pres, abort);
-    if (abort) return false;
-    StatusOr<Query> q = id ? queryFromIdentifier(*id) : StatusOr<Query>(invalidArgument("malformed identifier"));
-    if (!q.ok()) {
+    auto respond = [&](T_DIMSE_C_GetRSP& r) { return DIMSE_sendGetResponse(assoc_, pres, &rq, &r, nullptr, nullptr).good(); };
+    Identifier id;
+    if (!readIdentifier(pres, id)) return false;
+    if (!id.query.ok()) {
       rsp.DimseStatus = kIdentifierMismatch;
-      return DIMSE_sendGetResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+      return respond(rsp);
     }
-    auto list = s_.retrieve.select(ctx_, "get", *q);
+    auto list = s_.retrieve.select(ctx_, "get", *id.query);
     if (!list.ok()) {
       rsp.DimseStatus = list.status().code() == StatusCode::kPermissionDenied ? kNotAuthorized : kUnableToProcess;
-      return DIMSE_sendGetResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+      return respond(rsp);
     }
     Counts n;
-    bool alive = transfer(assoc_, *list, n, [&](const Counts& c) {
+    const bool alive = transfer(assoc_, *list, n, [&](const Counts& c) {
       T_DIMSE_C_GetRSP p = rsp;
       p.DimseStatus = kPending;
-      p.NumberOfRemainingSubOperations = c.remaining;
-      p.NumberOfCompletedSubOperations = c.completed;
-      p.NumberOfFailedSubOperations = c.failed;
-      p.NumberOfWarningSubOperations = c.warning;
-      p.opts |= O_GET_NUMBEROFREMAININGSUBOPERATIONS | O_GET_NUMBEROFCOMPLETEDSUBOPERATIONS |
-                O_GET_NUMBEROFFAILEDSUBOPERATIONS | O_GET_NUMBEROFWARNINGSUBOPERATIONS;
-      return DIMSE_sendGetResponse(assoc_, pres, &rq, &p, nullptr, nullptr).good();
+      setCounts(p, c, true, O_GET_NUMBEROFREMAININGSUBOPERATIONS, kGetCounts);
+      return respond(p);
     });
-    s_.retrieve.audit(ctx_, "get", studyOf(*q), n.completed, n.failed ? "failure" : "success",
-                      n.failed ? std::to_string(n.failed) + " sub-operations failed" : "");
+    auditTransfer("get", *id.query, n, "");
     if (!alive) return false;
     rsp.DimseStatus = finalStatus(n);
-    rsp.NumberOfCompletedSubOperations = n.completed;
-    rsp.NumberOfFailedSubOperations = n.failed;
-    rsp.NumberOfWarningSubOperations = n.warning;
-    rsp.opts |= O_GET_NUMBEROFCOMPLETEDSUBOPERATIONS | O_GET_NUMBEROFFAILEDSUBOPERATIONS |
-                O_GET_NUMBEROFWARNINGSUBOPERATIONS;
-    return DIMSE_sendGetResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+    setCounts(rsp, n, false, 0, kGetCounts);
+    return respond(rsp);
   }
 
   bool move(T_ASC_PresentationContextID pres, T_DIMSE_C_MoveRQ& rq) {
@@ -361,25 +380,27 @@ class Session {
     OFStandard::strlcpy(rsp.AffectedSOPClassUID, rq.AffectedSOPClassUID, sizeof rsp.AffectedSOPClassUID);
     rsp.opts = O_MOVE_AFFECTEDSOPCLASSUID;
     rsp.DataSetType = DIMSE_DATASET_NULL;
-    bool abort = false;
-    auto id = identifier(pres, abort);
-    if (abort) return false;
-    StatusOr<Query> q = id ? queryFromIdentifier(*id) : StatusOr<Query>(invalidArgument("malformed identifier"));
-    if (!q.ok()) {
+    auto respond = [&](T_DIMSE_C_MoveRSP& r) {
+      return DIMSE_sendMoveResponse(assoc_, pres, &rq, &r, nullptr, nullptr).good();
+    };
+    Identifier id;
+    if (!readIdentifier(pres, id)) return false;
+    if (!id.query.ok()) {
       rsp.DimseStatus = kIdentifierMismatch;
-      return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+      return respond(rsp);
     }
+    const Query& q = *id.query;
     // Only registered destinations, and only if the requester may move.
     auto dest = s_.nodes.find(rq.MoveDestination);
     if (!dest.ok() || !dest->has_value() || (*dest)->move_host.empty() || (*dest)->move_port == 0) {
-      s_.retrieve.audit(ctx_, "move", studyOf(*q), 0, "denied", "move destination unknown");
+      s_.retrieve.audit(ctx_, "move", studyOf(q), 0, "denied", "move destination unknown");
       rsp.DimseStatus = kMoveDestinationUnknown;
-      return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+      return respond(rsp);
     }
-    auto list = s_.retrieve.select(ctx_, "move", *q);
+    auto list = s_.retrieve.select(ctx_, "move", q);
     if (!list.ok()) {
       rsp.DimseStatus = list.status().code() == StatusCode::kPermissionDenied ? kNotAuthorized : kUnableToProcess;
-      return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+      return respond(rsp);
     }
     Counts n;
     bool alive = true;
@@ -388,34 +409,25 @@ class Session {
       for (const auto& l : *list) contexts.emplace_back(l.sop_class_uid, l.transfer_syntax);
       auto sub = openStoreAssociation(cfg_, **dest, contexts);
       if (!sub.ok()) {
-        s_.retrieve.audit(ctx_, "move", studyOf(*q), 0, "failure", sub.status().toString());
+        s_.retrieve.audit(ctx_, "move", studyOf(q), 0, "failure", sub.status().toString());
         rsp.DimseStatus = kUnableToProcess;
-        return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+        return respond(rsp);
       }
       move_originator_ = ctx_.calling_ae;
       move_originator_id_ = rq.MessageID;
       alive = transfer((*sub)->assoc(), *list, n, [&](const Counts& c) {
         T_DIMSE_C_MoveRSP p = rsp;
         p.DimseStatus = kPending;
-        p.NumberOfRemainingSubOperations = c.remaining;
-        p.NumberOfCompletedSubOperations = c.completed;
-        p.NumberOfFailedSubOperations = c.failed;
-        p.NumberOfWarningSubOperations = c.warning;
-        p.opts |= O_MOVE_NUMBEROFREMAININGSUBOPERATIONS | O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS |
-                  O_MOVE_NUMBEROFFAILEDSUBOPERATIONS | O_MOVE_NUMBEROFWARNINGSUBOPERATIONS;
-        return DIMSE_sendMoveResponse(assoc_, pres, &rq, &p, nullptr, nullptr).good();
+        setCounts(p, c, true, O_MOVE_NUMBEROFREMAININGSUBOPERATIONS, kMoveCounts);
+        return respond(p);
       });
+      move_originator_.clear();
     }
-    s_.retrieve.audit(ctx_, "move", studyOf(*q), n.completed, n.failed ? "failure" : "success",
-                      "to " + std::string(rq.MoveDestination));
+    auditTransfer("move", q, n, "to " + std::string(rq.MoveDestination));
     if (!alive) return false;
     rsp.DimseStatus = finalStatus(n);
-    rsp.NumberOfCompletedSubOperations = n.completed;
-    rsp.NumberOfFailedSubOperations = n.failed;
-    rsp.NumberOfWarningSubOperations = n.warning;
-    rsp.opts |= O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS | O_MOVE_NUMBEROFFAILEDSUBOPERATIONS |
-                O_MOVE_NUMBEROFWARNINGSUBOPERATIONS;
-    return DIMSE_sendMoveResponse(assoc_, pres, &rq, &rsp, nullptr, nullptr).good();
+    setCounts(rsp, n, false, 0, kMoveCounts);
+    return respond(rsp);
   }
 
   T_ASC_Association* assoc_;

@@ -192,18 +192,22 @@ StatusOr<int64_t> SqliteIndex::upsertPatient(const InstanceRecord& r) {
   return pk;
 }
 
+StatusOr<int64_t> SqliteIndex::findChild(const std::string& sql, const std::string& uid, int64_t parent,
+                                         const char* conflict) {
+  ASSIGN_OR_RETURN(Stmt st, writer_->prepare(sql));
+  st.bind(1, uid);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  if (!row) return int64_t{0};
+  const int64_t pk = st.i64(0), owner = st.i64(1);
+  st.reset();
+  if (owner != parent) return invalidArgument(conflict);
+  return pk;
+}
+
 StatusOr<int64_t> SqliteIndex::upsertStudy(const InstanceRecord& r, int64_t patient_pk) {
-  {
-    ASSIGN_OR_RETURN(Stmt st, writer_->prepare("SELECT pk, patient_pk FROM study WHERE study_uid = ?"));
-    st.bind(1, r.study_uid);
-    ASSIGN_OR_RETURN(bool row, st.step());
-    if (row) {
-      const int64_t pk = st.i64(0), owner = st.i64(1);
-      st.reset();
-      if (owner != patient_pk) return invalidArgument("study already belongs to another patient");
-      return pk;
-    }
-  }
+  ASSIGN_OR_RETURN(int64_t existing, findChild("SELECT pk, patient_pk FROM study WHERE study_uid = ?", r.study_uid,
+                                                patient_pk, "study already belongs to another patient"));
+  if (existing) return existing;
   Bytes sealed =
       phi_.seal(studyIdentity(r.study_uid), {r.accession_number, r.referring_physician, r.study_id});
   ASSIGN_OR_RETURN(Stmt ins, writer_->prepare("INSERT INTO study(patient_pk, study_uid, study_date, study_time, "
@@ -222,17 +226,9 @@ StatusOr<int64_t> SqliteIndex::upsertStudy(const InstanceRecord& r, int64_t pati
 }
 
 StatusOr<int64_t> SqliteIndex::upsertSeries(const InstanceRecord& r, int64_t study_pk) {
-  {
-    ASSIGN_OR_RETURN(Stmt st, writer_->prepare("SELECT pk, study_pk FROM series WHERE series_uid = ?"));
-    st.bind(1, r.series_uid);
-    ASSIGN_OR_RETURN(bool row, st.step());
-    if (row) {
-      const int64_t pk = st.i64(0), owner = st.i64(1);
-      st.reset();
-      if (owner != study_pk) return invalidArgument("series already belongs to another study");
-      return pk;
-    }
-  }
+  ASSIGN_OR_RETURN(int64_t existing, findChild("SELECT pk, study_pk FROM series WHERE series_uid = ?", r.series_uid,
+                                                study_pk, "series already belongs to another study"));
+  if (existing) return existing;
   ASSIGN_OR_RETURN(Stmt ins, writer_->prepare("INSERT INTO series(study_pk, series_uid, modality, series_number, "
                                               "description) VALUES (?, ?, ?, ?, ?)"));
   RETURN_IF_ERROR(ins.bind(1, study_pk)

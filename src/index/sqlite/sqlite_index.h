@@ -43,6 +43,9 @@ class SqliteIndex final : public Index, public NodeRegistry {
   void commitBatch(std::vector<Pending*>& batch);
   StatusOr<PutResult> insertOne(const InstanceRecord& r);
   StatusOr<int64_t> upsertPatient(const InstanceRecord& r);
+  // pk of the row `sql` finds for `uid` (0 if none); kInvalidArgument with
+  // `conflict` if that row hangs under another parent than `parent`.
+  StatusOr<int64_t> findChild(const std::string& sql, const std::string& uid, int64_t parent, const char* conflict);
   StatusOr<int64_t> upsertStudy(const InstanceRecord& r, int64_t patient_pk);
   StatusOr<int64_t> upsertSeries(const InstanceRecord& r, int64_t study_pk);
   // Runs `fn` with exclusive use of writer_ (outside any batch).
