@@ -253,3 +253,61 @@ def test_kill_9_while_storing_loses_nothing_acknowledged(started, tmp_path):
         stored |= {r.SOPInstanceUID for r in rows}
     for path in acked:
         assert pydicom.dcmread(path).SOPInstanceUID in stored, path
+
+
+def test_silent_and_trickling_peers_do_not_block_others(tmp_path):
+    s = Server(tmp_path / "b", limits={"artim_timeout_s": 3})
+    node = s.add_node("MOD1")
+    s.start()
+    try:
+        silent = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(5)]
+        trickle = socket.create_connection(("127.0.0.1", s.port))
+        stop = threading.Event()
+
+        def drip():  # a TLS record header, one byte at a time
+            for b in b"\x16\x03\x01\x02\x00":
+                if stop.wait(0.5):
+                    return
+                try:
+                    trickle.send(bytes([b]))
+                except OSError:
+                    return
+        t = threading.Thread(target=drip)
+        t.start()
+        time.sleep(0.3)
+        start = time.time()
+        assert echo(s, node).returncode == 0
+        assert time.time() - start < 2.5  # not queued behind the silent peers' ARTIM
+        for sock in silent + [trickle]:
+            sock.settimeout(10)
+        start = time.time()
+        for sock in silent:
+            assert sock.recv(1) == b""
+        assert trickle.recv(1) == b""  # closed at its deadline, whatever it trickles
+        assert time.time() - start < 6
+        stop.set()
+        t.join()
+        for sock in silent + [trickle]:
+            sock.close()
+        assert echo(s, node).returncode == 0
+    finally:
+        s.stop()
+
+
+def test_connections_awaiting_association_are_capped_per_source(tmp_path):
+    s = Server(tmp_path / "b", limits={"artim_timeout_s": 3, "max_associations_per_node": 3})
+    node = s.add_node("MOD1")
+    s.start()
+    try:
+        silent = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(3)]
+        time.sleep(0.3)
+        assert echo(s, node).returncode != 0
+        assert "too many connections awaiting association" in (s.data / "audit.log").read_text()
+        for sock in silent:
+            sock.settimeout(10)
+            assert sock.recv(1) == b""
+            sock.close()
+        time.sleep(0.3)
+        assert echo(s, node).returncode == 0
+    finally:
+        s.stop()

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "bastion/service/node_registry.h"
 #include "dicom/dcmtk/tls.h"
 
 namespace bastion::dicom {
@@ -72,22 +73,38 @@ Status DimseServer::start() {
   if (c.bad()) return internalError(std::string("cannot initialise DICOM network: ") + c.text());
   if (ASC_setTransportLayer(net_, tls_.get(), 0).bad()) return internalError("cannot set the TLS layer");
   acceptor_ = std::thread([this] { acceptLoop(); });
+  watchdog_ = std::thread([this] { watchdogLoop(); });
   return okStatus();
 }
 
 void DimseServer::stop() {
   if (stopping_.exchange(true)) return;
   if (acceptor_.joinable()) acceptor_.join();
+  if (watchdog_.joinable()) watchdog_.join();
   {
-    // Wake every association blocked on its peer; each then ends normally.
+    // Wake every connection blocked on its peer; each then ends normally.
     std::lock_guard lock(mu_);
-    for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
+    for (const auto& [id, fd] : open_fds_) ::shutdown(fd, SHUT_RDWR);
   }
   for (int i = 0; i < 300 && workers_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   if (tls_fd_ >= 0) ::close(tls_fd_);
   if (plain_fd_ >= 0) ::close(plain_fd_);
   if (workers_.load() == 0 && net_) ASC_dropNetwork(&net_);
 }
+
+namespace {
+std::string peerOf(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  char buf[INET6_ADDRSTRLEN] = "";
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  if (ss.ss_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
+  else if (ss.ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
+  return buf;
+}
+}  // namespace
 
 void DimseServer::acceptLoop() {
   while (!stopping_.load()) {
@@ -100,45 +117,107 @@ void DimseServer::acceptLoop() {
       if (fd < 0) continue;
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      handle(fd, i == 0);
+      const bool tls = i == 0;
+      const std::string peer = peerOf(fd);
+      const uint64_t id = admitConnection(fd, tls, peer);
+      if (id == 0) {
+        ::close(fd);
+        continue;
+      }
+      ++workers_;
+      std::thread([this, id, fd, tls, peer] {
+        connection(id, fd, tls, peer);
+        --workers_;
+      }).detach();
     }
   }
 }
 
-void DimseServer::handle(int fd, bool tls) {
-  // The handshake and the A-ASSOCIATE-RQ are read here, bounded by the
-  // socket receive timeout (ARTIM); DCMTK takes the socket from this global.
+uint64_t DimseServer::admitConnection(int fd, bool tls, const std::string& peer) {
+  std::string refused;
+  if (!tls) {
+    bool allowed = false;
+    for (const auto& cidr : cfg_.plain_allow) allowed = allowed || addressInCidr(peer, cidr);
+    if (!allowed) refused = "address not allowed on the plaintext listener";
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (refused.empty() && (pending_ >= cfg_.max_associations || pending_by_peer_[peer] >= cfg_.max_associations_per_node))
+      refused = "too many connections awaiting association";
+    if (refused.empty()) {
+      ++pending_;
+      ++pending_by_peer_[peer];
+      const uint64_t id = ++next_connection_;
+      open_fds_[id] = fd;
+      deadlines_[fd] = std::chrono::steady_clock::now() + std::chrono::seconds(cfg_.assoc.artim_timeout_s);
+      return id;
+    }
+    if (pending_by_peer_[peer] == 0) pending_by_peer_.erase(peer);
+  }
+  services_.audit.append({services_.clock.now(), "", peer, "", "association", "", 0, "denied", refused}).ok();
+  return 0;
+}
+
+void DimseServer::watchdogLoop() {
+  while (!stopping_.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mu_);
+    for (auto& [fd, deadline] : deadlines_) {
+      if (now < deadline) continue;
+      ::shutdown(fd, SHUT_RDWR);  // the blocked handshake or request read returns
+      deadline = std::chrono::steady_clock::time_point::max();
+    }
+  }
+}
+
+void DimseServer::connection(uint64_t id, int fd, bool tls, const std::string& peer) {
+  // The hand-off: DCMTK takes the socket from a process-wide global, read
+  // just before HandoffTlsLayer::createConnection() runs our hook, which
+  // releases the lock. Handshake and A-ASSOCIATE-RQ run unlocked, bounded by
+  // the socket timeout and the watchdog's ARTIM deadline.
+  T_ASC_Network* net = nullptr;
   T_ASC_Association* assoc = nullptr;
-  dcmExternalSocketHandle.set(fd);
-  OFCondition c = ASC_receiveAssociation(net_, &assoc, static_cast<long>(cfg_.assoc.max_pdu), nullptr, nullptr,
-                                         tls ? OFTrue : OFFalse, DUL_NOBLOCK, cfg_.assoc.artim_timeout_s);
-  dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+  OFCondition c;
+  {
+    std::unique_lock handoff(handoff_mu_);
+    dcmExternalSocketHandle.set(fd);
+    c = ASC_initializeNetwork(NET_ACCEPTOR, 0, cfg_.assoc.artim_timeout_s, &net);
+    if (c.good()) c = ASC_setTransportLayer(net, tls_.get(), 0);
+    if (c.good()) {
+      HandoffTlsLayer::on_create = [](void* lock) { static_cast<std::unique_lock<std::mutex>*>(lock)->unlock(); };
+      HandoffTlsLayer::on_create_arg = &handoff;
+      c = ASC_receiveAssociation(net, &assoc, static_cast<long>(cfg_.assoc.max_pdu), nullptr, nullptr,
+                                 tls ? OFTrue : OFFalse, DUL_NOBLOCK, cfg_.assoc.artim_timeout_s);
+      HandoffTlsLayer::on_create = nullptr;
+    }
+    if (handoff.owns_lock()) dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+  }
+  {
+    std::lock_guard lock(mu_);
+    deadlines_.erase(fd);
+    --pending_;
+    if (--pending_by_peer_[peer] == 0) pending_by_peer_.erase(peer);
+  }
   if (c.bad()) {
-    services_.audit.append({services_.clock.now(), "", "", "", "association", "", 0, "denied",
+    services_.audit.append({services_.clock.now(), "", peer, "", "association", "", 0, "denied",
                             std::string("connection refused before association: ") + c.text()}).ok();
+    std::lock_guard lock(mu_);
+    open_fds_.erase(id);
     if (assoc) {
       ASC_dropAssociation(assoc);
       ASC_destroyAssociation(&assoc);
     } else {
       ::close(fd);
     }
-    return;
-  }
-  ++workers_;
-  {
-    std::lock_guard lock(mu_);
-    open_fds_.insert(fd);
-  }
-  std::thread([this, assoc, tls, fd] {
+  } else {
     serveAssociation(assoc, tls, cfg_.assoc, cfg_.plain_allow, services_,
                      [this](const CallContext& ctx) { return admit(ctx); },
                      [this](const CallContext& ctx) { release(ctx); });
-    {
-      std::lock_guard lock(mu_);
-      open_fds_.erase(fd);
-    }
-    --workers_;
-  }).detach();
+    std::lock_guard lock(mu_);
+    open_fds_.erase(id);
+  }
+  if (net) ASC_dropNetwork(&net);
 }
 
 bool DimseServer::admit(const CallContext& ctx) {

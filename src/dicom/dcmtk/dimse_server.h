@@ -1,10 +1,14 @@
 // DimseServer: the DICOM listeners. Sockets are bound by us to the explicit
-// addresses of the configuration (DCMTK alone would bind every interface),
-// get TCP_NODELAY, and are handed to DCMTK for the TLS handshake and the
-// association request; each accepted association runs on its own thread.
+// addresses of the configuration (DCMTK alone would bind every interface)
+// and get TCP_NODELAY. Each accepted connection runs on its own thread: the
+// TLS handshake, the association request and the DIMSE exchange, so a slow
+// or silent peer holds only its own thread. Connections not yet associated
+// are capped (globally and per source address) and closed when their ARTIM
+// deadline passes, whatever they trickle in.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <set>
 #include <mutex>
@@ -43,7 +47,10 @@ class DimseServer {
 
  private:
   void acceptLoop();
-  void handle(int fd, bool tls);
+  void watchdogLoop();
+  void connection(uint64_t id, int fd, bool tls, const std::string& peer);
+  // Registers a new connection (returns its id) or refuses it (returns 0).
+  uint64_t admitConnection(int fd, bool tls, const std::string& peer);
   bool admit(const CallContext& ctx);
   void release(const CallContext& ctx);
 
@@ -53,13 +60,18 @@ class DimseServer {
   uint16_t tls_port_ = 0, plain_port_ = 0;
   T_ASC_Network* net_ = nullptr;
   std::unique_ptr<DcmTLSTransportLayer> tls_;
-  std::thread acceptor_;
+  std::thread acceptor_, watchdog_;
+  std::mutex handoff_mu_;  // held from setting dcmExternalSocketHandle until DCMTK has read it
   std::atomic<bool> stopping_{false};
   std::atomic<int> workers_{0};
   std::mutex mu_;
   int active_ = 0;                       // guarded by mu_
   std::map<std::string, int> per_node_;  // guarded by mu_
-  std::set<int> open_fds_;               // sockets of running associations, guarded by mu_
+  std::map<uint64_t, int> open_fds_;     // connection id -> socket, guarded by mu_
+  uint64_t next_connection_ = 0;         // guarded by mu_
+  int pending_ = 0;                      // connections not yet associated, guarded by mu_
+  std::map<std::string, int> pending_by_peer_;  // guarded by mu_
+  std::map<int, std::chrono::steady_clock::time_point> deadlines_;  // ARTIM per pending fd, guarded by mu_
 };
 
 }  // namespace bastion::dicom

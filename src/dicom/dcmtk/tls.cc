@@ -4,10 +4,23 @@
 
 namespace bastion::dicom {
 
+thread_local void (*HandoffTlsLayer::on_create)(void*) = nullptr;
+thread_local void* HandoffTlsLayer::on_create_arg = nullptr;
+
+DcmTransportConnection* HandoffTlsLayer::createConnection(DcmNativeSocketType socket, OFBool secure) {
+  if (on_create) {
+    auto fn = on_create;
+    on_create = nullptr;
+    fn(on_create_arg);
+  }
+  return DcmTLSTransportLayer::createConnection(socket, secure);
+}
+
 StatusOr<std::unique_ptr<DcmTLSTransportLayer>> makeTlsLayer(bool acceptor, const std::string& ca,
                                                              const std::string& cert, const std::string& key) {
-  auto layer = std::make_unique<DcmTLSTransportLayer>(
-      acceptor ? NET_ACCEPTOR : NET_REQUESTOR, nullptr, OFTrue);
+  std::unique_ptr<DcmTLSTransportLayer> layer;
+  if (acceptor) layer = std::make_unique<HandoffTlsLayer>(NET_ACCEPTOR, nullptr, OFTrue);
+  else layer = std::make_unique<DcmTLSTransportLayer>(NET_REQUESTOR, nullptr, OFTrue);
   if (layer->setTLSProfile(TSP_Profile_BCP195_ND).bad() || layer->activateCipherSuites().bad())
     return internalError("cannot initialise the DICOM TLS profile");
   if (layer->setPrivateKeyFile(key.c_str(), DCF_Filetype_PEM).bad())

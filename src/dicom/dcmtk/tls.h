@@ -16,6 +16,20 @@ inline constexpr const char* kTls12Suites =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
 
+// The server's transport layer. DCMTK takes an accepted socket from the
+// process-wide dcmExternalSocketHandle; it reads that global just before it
+// calls createConnection(), and the TLS handshake and the A-ASSOCIATE-RQ
+// follow. This layer runs a per-thread hook at that moment, so the server can
+// hold a lock only for the hand-off and let handshakes run concurrently.
+class HandoffTlsLayer : public DcmTLSTransportLayer {
+ public:
+  using DcmTLSTransportLayer::DcmTLSTransportLayer;
+  DcmTransportConnection* createConnection(DcmNativeSocketType socket, OFBool secure) override;
+  // Set by the thread about to call ASC_receiveAssociation; cleared by the hook.
+  static thread_local void (*on_create)(void* arg);
+  static thread_local void* on_create_arg;
+};
+
 // `acceptor`: server side (client certificate required); else requestor
 // (server certificate verified). cert/key identify us; ca verifies the peer.
 StatusOr<std::unique_ptr<DcmTLSTransportLayer>> makeTlsLayer(bool acceptor, const std::string& ca,
