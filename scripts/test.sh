@@ -3,7 +3,8 @@
 # missing, build, and run every test: unit tests, fuzz corpora, and the
 # integration tests that drive the real binary with DCMTK tools, stunnel,
 # sslscan, openssl and pydicom. Then the same unit tests, corpora and
-# hostile-input tests on the AddressSanitizer/UBSan build.
+# hostile-input tests on the AddressSanitizer/UBSan build, and the
+# concurrency tests on the ThreadSanitizer build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
@@ -11,3 +12,5 @@ scripts/build.sh release
 ctest --preset release --output-on-failure
 scripts/build.sh asan
 ctest --preset asan --output-on-failure
+scripts/build.sh tsan
+ctest --preset tsan --output-on-failure
