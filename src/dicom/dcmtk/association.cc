@@ -10,6 +10,7 @@
 
 #include "crypto/pki.h"
 #include "dicom/dcmtk/dataset_io.h"
+#include "dicom/dcmtk/prefetch.h"
 #include "dicom/dcmtk/raw_store.h"
 #include "dicom/dcmtk/store_scu.h"
 
@@ -240,8 +241,7 @@ class Session {
 
   // Sends one stored instance as a C-STORE sub-operation on `target`.
   // Returns the sub-operation's DIMSE status (or a failure code).
-  uint16_t sendInstance(T_ASC_Association* target, const InstanceLocation& loc) {
-    auto bytes = s_.retrieve.read(loc);
+  uint16_t sendInstance(T_ASC_Association* target, const InstanceLocation& loc, StatusOr<Bytes> bytes) {
     if (!bytes.ok()) {
       s_.retrieve.audit(ctx_, "integrity", loc.study_uid, 1, "failure", bytes.status().toString());
       return kProcessingFailure;
@@ -301,10 +301,11 @@ class Session {
   // association broke.
   template <typename Pending>
   bool transfer(T_ASC_Association* target, const std::vector<InstanceLocation>& list, Counts& n, Pending pending) {
-    n.remaining = static_cast<uint16_t>(std::min<size_t>(list.size(), 65535));
-    for (const auto& loc : list) {
-      const uint16_t st = sendInstance(target, loc);
-      --n.remaining;
+    // The next objects are decrypted and verified while this one is sent.
+    Prefetcher objects(list.size(), [&](size_t i) { return s_.retrieve.read(list[i]); });
+    for (size_t i = 0; i < list.size(); ++i) {
+      const uint16_t st = sendInstance(target, list[i], objects.next());
+      n.remaining = static_cast<uint16_t>(std::min<size_t>(list.size() - i - 1, 65535));
       if (st == kSuccess) ++n.completed;
       else if ((st & 0xF000) == 0xB000) ++n.warning;
       else ++n.failed;
@@ -312,6 +313,7 @@ class Session {
     }
     return true;
   }
+
 
   std::string studyOf(const Query& q) {
     auto it = q.keys.find(tag::kStudyInstanceUid);
