@@ -32,8 +32,9 @@ trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true; (cd "$PB" && ./start
 sleep 1
 TLSARGS=(+tls "$PKI/client.key" "$PKI/client.crt" +cf "$PKI/ca.crt")
 load() {  # $1 = label; storescu in 4 parallel processes over both sets
-  local dirs=("$PB_WORK/data/index10k" "$EXTRA")
+  local dirs=("$PB_WORK/data/index10k" "$EXTRA") pids
   for d in "${dirs[@]}"; do
+    pids=()
     for shard in 0 1 2 3; do
       find "$d" -name '*.dcm' | sort | awk -v s=$shard 'NR % 4 == s' > "$PB_WORK/run/shard$shard.lst"
       if [ "$1" = bastion ]; then
@@ -43,8 +44,9 @@ load() {  # $1 = label; storescu in 4 parallel processes over both sets
         xargs -a "$PB_WORK/run/shard$shard.lst" env TCP_NODELAY=1 storescu -aet PEERBENCH -aec ORTHANC \
           127.0.0.1 14242 >/dev/null 2>&1 &
       fi
+      pids+=($!)
     done
-    wait
+    wait "${pids[@]}"  # not a bare wait: the server is a child too
   done
 }
 [ -f "$PB_WORK/data/index10k/manifest.tsv" ] || /usr/bin/python3 "$PB/gen_dataset.py" --out "$PB_WORK/data/index10k" \
