@@ -97,6 +97,10 @@ TEST_F(SqliteIndexTest, MatchesDatesUidListsAndModalities) {
   EXPECT_EQ(studies({{tg::kStudyDate, "20200101-20211231"}}), (V{"1.1", "1.2"}));
   EXPECT_EQ(studies({{tg::kStudyDate, "20220101-"}}), V{"1.3"});
   EXPECT_EQ(studies({{tg::kStudyDate, "20200105"}}), V{"1.1"});
+  EXPECT_EQ(studies({{tg::kStudyTime, "100000-110000"}}), (V{"1.1", "1.2", "1.3"}));
+  EXPECT_EQ(studies({{tg::kStudyTime, "1010-1010"}}), (V{"1.1", "1.2", "1.3"}));  // upper bound at its precision
+  EXPECT_EQ(studies({{tg::kStudyTime, "1011-1012"}}), V{});
+  EXPECT_EQ(studies({{tg::kStudyTime, "110000-"}}), V{});
   EXPECT_EQ(studies({{tg::kStudyInstanceUid, "1.1\\1.3"}}), (V{"1.1", "1.3"}));
   EXPECT_EQ(studies({{0x00080061, "MR"}}), V{"1.1"});
   EXPECT_EQ(studies({{0x00080061, "US\\MR"}}), (V{"1.1", "1.3"}));

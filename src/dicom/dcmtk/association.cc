@@ -145,7 +145,7 @@ class Session {
   // Receives the data set that follows a command into memory (bounded).
   // Returns false if the association must be aborted.
   bool receiveData(T_ASC_PresentationContextID pres, uint64_t cap, Bytes& out, bool& overflow) {
-    MemoryOutputStream stream(cap);
+    MemoryOutputStream stream(cap, out);
     T_ASC_PresentationContextID data_pres = pres;
     OFCondition c =
         DIMSE_receiveDataSetInFile(assoc_, DIMSE_NONBLOCKING, cfg_.idle_timeout_s, &data_pres, &stream, nullptr, nullptr);
@@ -156,9 +156,9 @@ class Session {
       return false;
     }
     overflow = stream.overflowed();
-    out = std::move(stream.bytes());
     return true;
   }
+
 
   bool store(T_ASC_PresentationContextID pres, T_DIMSE_C_StoreRQ& rq) {
     T_DIMSE_C_StoreRSP rsp{};
@@ -170,7 +170,7 @@ class Session {
     if (rq.DataSetType == DIMSE_DATASET_NULL) {
       rsp.DimseStatus = kCannotUnderstand;
     } else {
-      Bytes data;
+      Bytes& data = recv_;  // reused across C-STOREs of this association
       bool overflow = false;
       if (!receiveData(pres, cfg_.limits.max_object_size, data, overflow)) return false;
       Status s;
@@ -185,6 +185,7 @@ class Session {
         s = r.status();
       }
       rsp.DimseStatus = storeStatusFor(s);
+      if (data.capacity() > kKeepBuffer) Bytes().swap(data);  // do not hold a huge buffer for the session
     }
     return DIMSE_sendStoreResponse(assoc_, pres, &rq, &rsp, nullptr).good();
   }
@@ -437,6 +438,8 @@ class Session {
   Services& s_;
   CallContext ctx_;
   ScanLimits scan_limits_;
+  static constexpr size_t kKeepBuffer = 64u << 20;
+  Bytes recv_;                   // receive buffer, reused across C-STOREs
   std::string move_originator_;  // set while C-MOVE sub-operations run
   uint16_t move_originator_id_ = 0;
 };

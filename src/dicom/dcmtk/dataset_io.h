@@ -13,12 +13,13 @@
 
 namespace bastion::dicom {
 
-// A DcmOutputStream that collects a received data set in memory, up to
-// `cap` bytes; beyond that it keeps accepting (so the DIMSE exchange can end
-// with a proper failure status) but discards and flags overflow.
+// A DcmOutputStream that collects a received data set into the caller's
+// buffer (cleared first, capacity kept, so a session reuses its memory), up
+// to `cap` bytes; beyond that it keeps accepting (so the DIMSE exchange can
+// end with a proper failure status) but discards and flags overflow.
 class MemorySink : public DcmConsumer {
  public:
-  explicit MemorySink(uint64_t cap) : cap_(cap) {}
+  MemorySink(uint64_t cap, Bytes& buffer) : cap_(cap), bytes_(buffer) { bytes_.clear(); }
   OFBool good() const override { return OFTrue; }
   OFCondition status() const override { return EC_Normal; }
   OFBool isFlushed() const override { return OFTrue; }
@@ -26,24 +27,22 @@ class MemorySink : public DcmConsumer {
   offile_off_t write(const void* buf, offile_off_t len) override;
   void flush() override {}
   bool overflowed() const { return overflowed_; }
-  Bytes& bytes() { return bytes_; }
 
  private:
   uint64_t cap_;
   bool overflowed_ = false;
-  Bytes bytes_;
+  Bytes& bytes_;
 };
 
 struct MemorySinkHolder {
-  explicit MemorySinkHolder(uint64_t cap) : sink(cap) {}
+  MemorySinkHolder(uint64_t cap, Bytes& buffer) : sink(cap, buffer) {}
   MemorySink sink;
 };
 
 class MemoryOutputStream : private MemorySinkHolder, public DcmOutputStream {
  public:
-  explicit MemoryOutputStream(uint64_t cap) : MemorySinkHolder(cap), DcmOutputStream(&sink) {}
+  MemoryOutputStream(uint64_t cap, Bytes& buffer) : MemorySinkHolder(cap, buffer), DcmOutputStream(&sink) {}
   bool overflowed() const { return sink.overflowed(); }
-  Bytes& bytes() { return sink.bytes(); }
 };
 
 // Parses bytes (a data set in `ts_uid`) after checking them with the scanner.
