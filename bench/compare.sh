@@ -45,5 +45,5 @@ if [[ " ${TESTS[*]} " == *" store "* ]]; then
   (cd "$PB" && PB_RESULTS="$REF_RESULTS" LABEL=dcmtk_storescp PORT=14243 AEC=STORESCP \
      SERVER_PID_CMD="./start_dcmtk_ref.sh storescp pid" RUNS=${ROUNDS:-3} ./bench_dimse.sh ingest)
   (cd "$PB" && ./start_dcmtk_ref.sh storescp stop >/dev/null)
-  PB_RESULTS="$REF_RESULTS" /usr/bin/python3 "$PB/lib/pbrun.py" sum | grep -E '\.(inst_per_s|mb_per_s):' || true
+  PB_RESULTS="$REF_RESULTS" /usr/bin/python3 "$PB/lib/pbrun.py" sum | grep -E '\.(inst_per_s|mb_per_s):.*runs=' || true
 fi
