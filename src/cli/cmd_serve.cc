@@ -40,6 +40,8 @@ int serve(const std::string& config_path) {
   sc.plain_allow = cfg->plain_allow;
   sc.max_associations = cfg->max_associations;
   sc.max_associations_per_node = cfg->max_associations_per_node;
+  sc.throttle = {cfg->max_failed_associations, std::chrono::seconds(cfg->failure_window_s),
+                 std::chrono::seconds(cfg->block_s)};
   dicom::Services services{*a.store, *a.query, *a.retrieve, *a.index, *a.audit, Clock::system()};
   dicom::DimseServer server(sc, services);
   std::signal(SIGINT, onSignal);

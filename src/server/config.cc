@@ -81,12 +81,17 @@ StatusOr<Config> loadConfig(const std::string& path) {
   c.max_pdu = static_cast<uint32_t>(lim["max_pdu"].value_or(int64_t{c.max_pdu}));
   c.artim_timeout_s = static_cast<int>(lim["artim_timeout_s"].value_or(int64_t{c.artim_timeout_s}));
   c.idle_timeout_s = static_cast<int>(lim["idle_timeout_s"].value_or(int64_t{c.idle_timeout_s}));
+  c.max_failed_associations =
+      static_cast<int>(lim["max_failed_associations"].value_or(int64_t{c.max_failed_associations}));
+  c.failure_window_s = static_cast<int>(lim["failure_window_s"].value_or(int64_t{c.failure_window_s}));
+  c.block_s = static_cast<int>(lim["block_s"].value_or(int64_t{c.block_s}));
   c.limits.max_object_size =
       static_cast<uint64_t>(lim["max_object_size"].value_or(static_cast<int64_t>(c.limits.max_object_size)));
   c.limits.max_sequence_depth =
       static_cast<int>(lim["max_sequence_depth"].value_or(int64_t{c.limits.max_sequence_depth}));
   if (c.max_associations < 1 || c.max_associations_per_node < 1 || c.max_pdu < 4096 || c.max_pdu > 131072 ||
-      c.artim_timeout_s < 1 || c.idle_timeout_s < 1 || c.limits.max_sequence_depth < 1 ||
+      c.artim_timeout_s < 1 || c.idle_timeout_s < 1 || c.max_failed_associations < 1 || c.failure_window_s < 1 ||
+      c.block_s < 1 || c.limits.max_sequence_depth < 1 ||
       c.limits.max_sequence_depth > 64)
     return invalidArgument("a value in [limits] is out of range");
   return c;
@@ -116,6 +121,10 @@ std::string renderConfig(const Config& c) {
     << "max_pdu = " << c.max_pdu << "\n"
     << "artim_timeout_s = " << c.artim_timeout_s << "\n"
     << "idle_timeout_s = " << c.idle_timeout_s << "\n"
+    << "# Failed associations (unknown AE, wrong certificate, failed handshake) per source address\n"
+    << "max_failed_associations = " << c.max_failed_associations << "\n"
+    << "failure_window_s = " << c.failure_window_s << "\n"
+    << "block_s = " << c.block_s << "\n"
     << "max_object_size = " << c.limits.max_object_size << "\n"
     << "max_sequence_depth = " << c.limits.max_sequence_depth << "\n";
   return o.str();

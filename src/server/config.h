@@ -31,6 +31,9 @@ struct Config {
   uint32_t max_pdu = 131072;
   int artim_timeout_s = 10;
   int idle_timeout_s = 120;
+  int max_failed_associations = 20;  // per source address within failure_window_s, then blocked for block_s
+  int failure_window_s = 60;
+  int block_s = 60;
   ArchiveLimits limits;
 
   std::string indexPath() const { return data_dir + "/index.sqlite"; }

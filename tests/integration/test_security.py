@@ -73,8 +73,16 @@ def test_refuses_tls_1_1_and_prefers_1_3(started):
     assert "Protocol version: TLSv1.3" in new.stdout + new.stderr
 
 
-def test_sslscan_shows_only_tls12_13_and_allowed_suites(started):
-    r = run(["sslscan", "--no-colour", "--no-heartbleed", "127.0.0.1:%d" % started.port], timeout=300)
+def test_sslscan_shows_only_tls12_13_and_allowed_suites(tmp_path):
+    # A scan is hundreds of failed handshakes: raise the per-source failure
+    # limit, or the scanner (rightly) gets blocked halfway.
+    s = Server(tmp_path / "b", limits={"max_failed_associations": 100000})
+    s.add_node("MOD1")
+    s.start()
+    try:
+        r = run(["sslscan", "--no-colour", "--no-heartbleed", "127.0.0.1:%d" % s.port], timeout=300)
+    finally:
+        s.stop()
     protocols = dict(re.findall(r"^(SSLv[23]|TLSv1\.[0-3])\s+(enabled|disabled)", r.stdout, re.M))
     assert protocols.get("TLSv1.2") == "enabled" and protocols.get("TLSv1.3") == "enabled", r.stdout
     for p in ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"):
@@ -308,6 +316,24 @@ def test_connections_awaiting_association_are_capped_per_source(tmp_path):
             assert sock.recv(1) == b""
             sock.close()
         time.sleep(0.3)
+        assert echo(s, node).returncode == 0
+    finally:
+        s.stop()
+
+
+def test_guessing_ae_titles_gets_the_source_blocked_for_a_while(tmp_path):
+    s = Server(tmp_path / "b", limits={"max_failed_associations": 5, "block_s": 2})
+    node = s.add_node("MOD1")
+    s.start()
+    try:
+        for guess in ["PACS", "ORTHANC", "STORESCP", "ANY-SCP", "DCM4CHEE"]:
+            r = run(["echoscu", "-aet", guess, "-aec", "BASTION", *s.tls_args(node), "127.0.0.1", str(s.port)],
+                    check=False)
+            assert r.returncode != 0
+        assert echo(s, node).returncode != 0  # even a valid node, from the blocked address
+        log = (s.data / "audit.log").read_text()
+        assert '"action":"throttle"' in log and "source blocked after repeated failed associations" in log
+        time.sleep(2.5)
         assert echo(s, node).returncode == 0
     finally:
         s.stop()

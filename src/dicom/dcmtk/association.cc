@@ -482,7 +482,7 @@ Status authenticateAssociation(T_ASC_Association* assoc, bool tls, const Associa
   return okStatus();
 }
 
-void serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfig& cfg,
+Status serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfig& cfg,
                       const std::vector<std::string>& plain_allow, Services& services,
                       const std::function<bool(const CallContext&)>& admit,
                       const std::function<void(const CallContext&)>& release) {
@@ -512,6 +512,7 @@ void serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfi
   if (admitted) release(ctx);
   ASC_dropSCPAssociation(assoc, 1);
   ASC_destroyAssociation(&assoc);
+  return auth;
 }
 
 }  // namespace bastion::dicom

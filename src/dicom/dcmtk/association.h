@@ -38,8 +38,10 @@ Status authenticateAssociation(T_ASC_Association* assoc, bool tls, const Associa
 
 // Negotiates, then serves DIMSE until release/abort/timeout. Owns `assoc`
 // (drops and destroys it). `admit` is called with the authenticated context
-// and returns false to refuse (association limits).
-void serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfig& cfg,
+// and returns false to refuse (association limits). Returns the outcome of
+// authentication: kUnauthenticated if the peer's identity was refused,
+// kResourceExhausted if a limit refused it, OK if it was served.
+Status serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfig& cfg,
                       const std::vector<std::string>& plain_allow, Services& services,
                       const std::function<bool(const CallContext&)>& admit,
                       const std::function<void(const CallContext&)>& release);

@@ -135,7 +135,9 @@ void DimseServer::acceptLoop() {
 
 uint64_t DimseServer::admitConnection(int fd, bool tls, const std::string& peer) {
   std::string refused;
-  if (!tls) {
+  if (!throttle_.allowed(peer, std::chrono::steady_clock::now()))
+    refused = "source blocked after repeated failed associations";
+  if (refused.empty() && !tls) {
     bool allowed = false;
     for (const auto& cidr : cfg_.plain_allow) allowed = allowed || addressInCidr(peer, cidr);
     if (!allowed) refused = "address not allowed on the plaintext listener";
@@ -202,6 +204,7 @@ void DimseServer::connection(uint64_t id, int fd, bool tls, const std::string& p
   if (c.bad()) {
     services_.audit.append({services_.clock.now(), "", peer, "", "association", "", 0, "denied",
                             std::string("connection refused before association: ") + c.text()}).ok();
+    recordFailure(peer);
     std::lock_guard lock(mu_);
     open_fds_.erase(id);
     if (assoc) {
@@ -211,13 +214,21 @@ void DimseServer::connection(uint64_t id, int fd, bool tls, const std::string& p
       ::close(fd);
     }
   } else {
-    serveAssociation(assoc, tls, cfg_.assoc, cfg_.plain_allow, services_,
-                     [this](const CallContext& ctx) { return admit(ctx); },
-                     [this](const CallContext& ctx) { release(ctx); });
+    Status auth = serveAssociation(assoc, tls, cfg_.assoc, cfg_.plain_allow, services_,
+                                   [this](const CallContext& ctx) { return admit(ctx); },
+                                   [this](const CallContext& ctx) { release(ctx); });
+    if (auth.ok()) throttle_.recordSuccess(peer);
+    else if (auth.code() == StatusCode::kUnauthenticated) recordFailure(peer);
     std::lock_guard lock(mu_);
     open_fds_.erase(id);
   }
   if (net) ASC_dropNetwork(&net);
+}
+
+void DimseServer::recordFailure(const std::string& peer) {
+  if (throttle_.recordFailure(peer, std::chrono::steady_clock::now()))
+    services_.audit.append({services_.clock.now(), "", peer, "", "throttle", "", 0, "denied",
+                            "source blocked after repeated failed associations"}).ok();
 }
 
 bool DimseServer::admit(const CallContext& ctx) {

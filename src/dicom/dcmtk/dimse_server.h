@@ -18,6 +18,7 @@
 
 #include "dicom/dcmtk/association.h"
 #include "dicom/dcmtk/tls.h"
+#include "guard/failure_throttle.h"
 
 namespace bastion::dicom {
 
@@ -31,11 +32,13 @@ struct ServerConfig {
   std::vector<std::string> plain_allow;
   int max_associations = 64;
   int max_associations_per_node = 16;
+  guard::FailureThrottle::Limits throttle;
 };
 
 class DimseServer {
  public:
-  DimseServer(ServerConfig cfg, Services services) : cfg_(std::move(cfg)), services_(services) {}
+  DimseServer(ServerConfig cfg, Services services)
+      : cfg_(std::move(cfg)), services_(services), throttle_(cfg_.throttle) {}
   ~DimseServer();
   // Binds the listeners and starts accepting. Ports chosen by the kernel
   // (port 0) are available from tlsPort()/plainPort() afterwards.
@@ -49,6 +52,7 @@ class DimseServer {
   void acceptLoop();
   void watchdogLoop();
   void connection(uint64_t id, int fd, bool tls, const std::string& peer);
+  void recordFailure(const std::string& peer);
   // Registers a new connection (returns its id) or refuses it (returns 0).
   uint64_t admitConnection(int fd, bool tls, const std::string& peer);
   bool admit(const CallContext& ctx);
@@ -56,6 +60,7 @@ class DimseServer {
 
   ServerConfig cfg_;
   Services services_;
+  guard::FailureThrottle throttle_;  // failed associations per source address
   int tls_fd_ = -1, plain_fd_ = -1;
   uint16_t tls_port_ = 0, plain_port_ = 0;
   T_ASC_Network* net_ = nullptr;
