@@ -77,10 +77,13 @@ def test_sslscan_shows_only_tls12_13_and_allowed_suites(tmp_path):
     # A scan is hundreds of failed handshakes: raise the per-source failure
     # limit, or the scanner (rightly) gets blocked halfway.
     s = Server(tmp_path / "b", limits={"max_failed_associations": 100000})
-    s.add_node("MOD1")
+    node = s.add_node("MOD1")
     s.start()
     try:
-        r = run(["sslscan", "--no-colour", "--no-heartbleed", "127.0.0.1:%d" % s.port], timeout=300)
+        # With a client certificate, so that TLS 1.2 handshakes complete and
+        # their suites are enumerated too.
+        r = run(["sslscan", "--no-colour", "--no-heartbleed", "--certs=" + node.cert, "--pk=" + node.key,
+                 "127.0.0.1:%d" % s.port], timeout=300)
     finally:
         s.stop()
     protocols = dict(re.findall(r"^(SSLv[23]|TLSv1\.[0-3])\s+(enabled|disabled)", r.stdout, re.M))
@@ -92,6 +95,10 @@ def test_sslscan_shows_only_tls12_13_and_allowed_suites(tmp_path):
     for proto, suite in accepted:
         allowed = ALLOWED_TLS13 if proto == "TLSv1.3" else ALLOWED_TLS12
         assert suite in allowed, (proto, suite)
+    assert {p for p, _ in accepted} == {"TLSv1.2", "TLSv1.3"}, r.stdout
+    assert accepted[0][0] == "TLSv1.3"  # preferred first
+    groups = re.findall(r"^TLSv1\.[23]\s+\d+ bits\s+(\S+)", r.stdout.split("Server Key Exchange Group(s):")[1].split("SSL Certificate")[0], re.M)
+    assert groups and set(groups) <= {"x25519", "secp256r1", "secp384r1"}, groups
 
 
 def test_refuses_wrong_identity_combinations(server, tmp_path):
