@@ -13,7 +13,7 @@ runtime_build=(
 test_tools=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-pydicom python3-pytest python3-numpy
-  stunnel4 sslscan testssl.sh clang libclang-rt-14-dev procps
+  stunnel4 sslscan clang libclang-rt-14-dev procps iproute2
 )
 
 # Peers and load tools for bench/compare.sh (../shared/bench).
