@@ -16,21 +16,9 @@ TESTS=("$@")
 
 "$ROOT/scripts/install-deps.sh" --bench
 "$ROOT/scripts/build.sh" release >/dev/null
-B="$ROOT/build/release/bastion"
-PKI="$PB_WORK/run/tls"
-bash "$PB/lib/mk_certs.sh" "$PKI" >/dev/null
-HOME_DIR="$PB_WORK/run/bastion"
-rm -rf "$HOME_DIR"
-"$B" init "$HOME_DIR" --port "$PORT" >/dev/null
-CFG="$HOME_DIR/bastion.toml"
-# Serve with the harness's test PKI so the same client certificates work for every server.
-sed -i "s|^ca = .*|ca = '$PKI/ca.crt'|; s|^cert = .*|cert = '$PKI/server.crt'|; s|^key = .*|key = '$PKI/server.key'|" "$CFG"
-"$B" node add --config "$CFG" --ae PEERBENCH --cidr 127.0.0.1/32 --cert "$PKI/client.crt" \
-  --perm echo,store,find,get,move --move-host 127.0.0.1 --move-port "${MOVE_PORT:-14245}" >/dev/null
-"$B" serve --config "$CFG" >"$HOME_DIR/serve.log" 2>&1 &
-PID=$!
+source "$ROOT/bench/lib/start_bastion.sh"
+start_bastion bastion echo,store,find,get,move --move-host 127.0.0.1 --move-port "${MOVE_PORT:-14245}"
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do grep -q "DICOM TLS on" "$HOME_DIR/serve.log" && break; sleep 0.1; done
 
 echo "# Bastion $(git -C "$ROOT" rev-parse --short HEAD) pid $PID port $PORT"
 LABEL=bastion HOST=127.0.0.1 PORT="$PORT" AEC=BASTION \

@@ -15,21 +15,10 @@ EXTRA="$PB_WORK/data/extra90k_s310"
 "$ROOT/scripts/build.sh" release >/dev/null
 [ -f "$EXTRA/manifest.tsv" ] || /usr/bin/python3 "$PB/gen_dataset.py" --out "$EXTRA" --seed 310 --patients 9000 \
   --studies 2 --series 1 --instances 5 --rows 64 --cols 64 >/dev/null
-B="$ROOT/build/release/bastion"
-PKI="$PB_WORK/run/tls"
-bash "$PB/lib/mk_certs.sh" "$PKI" >/dev/null
-HOME_DIR="$PB_WORK/run/bastion100k"
-rm -rf "$HOME_DIR"
-"$B" init "$HOME_DIR" --port "$PORT" >/dev/null
-CFG="$HOME_DIR/bastion.toml"
-sed -i "s|^ca = .*|ca = '$PKI/ca.crt'|; s|^cert = .*|cert = '$PKI/server.crt'|; s|^key = .*|key = '$PKI/server.key'|" "$CFG"
-"$B" node add --config "$CFG" --ae PEERBENCH --cidr 127.0.0.1/32 --cert "$PKI/client.crt" --perm echo,store,find \
-  >/dev/null
-"$B" serve --config "$CFG" >"$HOME_DIR/serve.log" 2>&1 &
-PID=$!
+source "$ROOT/bench/lib/start_bastion.sh"
+start_bastion bastion100k echo,store,find
 (cd "$PB" && TCP_NODELAY=1 ./start_orthanc.sh reset >/dev/null)
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true; (cd "$PB" && ./start_orthanc.sh stop >/dev/null)' EXIT
-sleep 1
 TLSARGS=(+tls "$PKI/client.key" "$PKI/client.crt" +cf "$PKI/ca.crt")
 load() {  # $1 = label; storescu in 4 parallel processes over both sets
   local dirs=("$PB_WORK/data/index10k" "$EXTRA") pids

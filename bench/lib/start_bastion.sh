@@ -1,0 +1,25 @@
+# Sourced by the bench scripts: a fresh Bastion installation served with the
+# peer harness's test PKI (so the same client certificates work for every
+# server), PEERBENCH registered. In: ROOT PB PB_WORK PORT, $1 = installation
+# name under $PB_WORK/run, $2 = permissions, $3... = extra `node add` options.
+# Out: B (binary) PKI HOME_DIR CFG PID (the server, running).
+start_bastion() {
+  local name=$1 perms=$2
+  shift 2
+  B="$ROOT/build/release/bastion"
+  PKI="$PB_WORK/run/tls"
+  bash "$PB/lib/mk_certs.sh" "$PKI" >/dev/null
+  HOME_DIR="$PB_WORK/run/$name"
+  rm -rf "$HOME_DIR"
+  "$B" init "$HOME_DIR" --port "$PORT" >/dev/null
+  CFG="$HOME_DIR/bastion.toml"
+  sed -i "s|^ca = .*|ca = '$PKI/ca.crt'|; s|^cert = .*|cert = '$PKI/server.crt'|; s|^key = .*|key = '$PKI/server.key'|" \
+    "$CFG"
+  "$B" node add --config "$CFG" --ae PEERBENCH --cidr 127.0.0.1/32 --cert "$PKI/client.crt" --perm "$perms" "$@" \
+    >/dev/null
+  "$B" serve --config "$CFG" >"$HOME_DIR/serve.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 100); do grep -q "DICOM TLS on" "$HOME_DIR/serve.log" && return 0; sleep 0.1; done
+  echo "bastion did not start: $(cat "$HOME_DIR/serve.log")" >&2
+  return 1
+}
