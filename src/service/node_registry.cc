@@ -98,6 +98,12 @@ bool addressInCidr(std::string_view address, std::string_view cidr) {
   return true;
 }
 
+bool addressInAnyCidr(std::string_view address, const std::vector<std::string>& cidrs) {
+  for (const auto& cidr : cidrs)
+    if (addressInCidr(address, cidr)) return true;
+  return false;
+}
+
 Status validateAeTitle(std::string_view ae) {
   if (ae.empty() || ae.size() > 16) return invalidArgument("AE title must be 1-16 characters");
   for (char c : ae)

@@ -2,17 +2,9 @@
 #include "crypto/aead.h"
 
 namespace bastion {
-namespace {
-constexpr uint32_t kStudyUidTag = 0x0020000D;
-std::string studyOf(const Query& q) {
-  auto it = q.keys.find(kStudyUidTag);
-  return it == q.keys.end() ? std::string() : it->second;
-}
-}  // namespace
-
 Status QueryService::find(const CallContext& ctx, const Query& query,
                           const std::function<bool(const QueryRow&)>& emit) {
-  AuditEvent e{d_.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "find", studyOf(query), 0,
+  AuditEvent e{d_.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "find", studyUidOf(query), 0,
                "success", ""};
   Status s;
   if (!(ctx.permissions & kPermFind)) {
@@ -38,11 +30,11 @@ StatusOr<std::vector<InstanceLocation>> RetrieveService::select(const CallContex
                                                                 const Query& query) {
   const uint32_t need = action == "move" ? kPermMove : kPermGet;
   if (!(ctx.permissions & need)) {
-    audit(ctx, action, studyOf(query), 0, "denied", "node may not " + action);
+    audit(ctx, action, studyUidOf(query), 0, "denied", "node may not " + action);
     return permissionDenied("node may not " + action);
   }
   auto r = d_.index.instancesFor(query);
-  if (!r.ok()) audit(ctx, action, studyOf(query), 0, "failure", r.status().toString());
+  if (!r.ok()) audit(ctx, action, studyUidOf(query), 0, "failure", r.status().toString());
   return r;
 }
 

@@ -15,6 +15,9 @@ TEST(NodeRegistry, CidrMatching) {
   EXPECT_FALSE(addressInCidr("::1", "127.0.0.1/32"));
   EXPECT_TRUE(addressInCidr("1.2.3.4", "0.0.0.0/0"));
   EXPECT_FALSE(addressInCidr("not-an-ip", "0.0.0.0/0"));
+  EXPECT_TRUE(addressInAnyCidr("10.1.2.3", {"192.168.0.0/16", "10.0.0.0/8"}));
+  EXPECT_FALSE(addressInAnyCidr("10.1.2.3", {"192.168.0.0/16"}));
+  EXPECT_FALSE(addressInAnyCidr("10.1.2.3", {}));
   EXPECT_FALSE(validateCidr("10.0.0.0/33").ok());
   EXPECT_FALSE(validateCidr("example.org").ok());
 }

@@ -53,6 +53,12 @@ struct Query {
   size_t limit = 0;  // 0: no limit
 };
 
+// The StudyInstanceUID key of a query or retrieve identifier, or "" (audit records name the study).
+inline std::string studyUidOf(const Query& q) {
+  auto it = q.keys.find(0x0020000D);
+  return it == q.keys.end() ? std::string() : it->second;
+}
+
 // One match: attribute values by tag, including computed attributes
 // (NumberOf*Related*, ModalitiesInStudy) when the level has them.
 using QueryRow = std::map<uint32_t, std::string>;

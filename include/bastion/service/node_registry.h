@@ -29,6 +29,8 @@ StatusOr<uint32_t> parsePermissions(std::string_view list);
 std::string formatPermissions(uint32_t bits);
 // True if `address` (textual IPv4/IPv6) lies within `cidr`. False on any parse error.
 bool addressInCidr(std::string_view address, std::string_view cidr);
+// True if `address` lies within any of `cidrs`.
+bool addressInAnyCidr(std::string_view address, const std::vector<std::string>& cidrs);
 // kInvalidArgument unless `cidr` is a valid "address/prefix" or bare address.
 Status validateCidr(std::string_view cidr);
 // DICOM AE title rules: 1-16 characters of the default repertoire, no backslash or control characters.

@@ -316,11 +316,6 @@ class Session {
   }
 
 
-  std::string studyOf(const Query& q) {
-    auto it = q.keys.find(tag::kStudyInstanceUid);
-    return it == q.keys.end() ? "" : it->second;
-  }
-
   uint16_t finalStatus(const Counts& n) { return n.failed || n.warning ? kSubOpsFailed : kSuccess; }
 
   // Sub-operation counts in a C-GET or C-MOVE response (same fields, own flags).
@@ -341,7 +336,7 @@ class Session {
                                           O_MOVE_NUMBEROFFAILEDSUBOPERATIONS | O_MOVE_NUMBEROFWARNINGSUBOPERATIONS;
 
   void auditTransfer(const char* action, const Query& q, const Counts& n, const std::string& note) {
-    s_.retrieve.audit(ctx_, action, studyOf(q), n.completed, n.failed ? "failure" : "success",
+    s_.retrieve.audit(ctx_, action, studyUidOf(q), n.completed, n.failed ? "failure" : "success",
                       n.failed ? std::to_string(n.failed) + " sub-operations failed " + note : note);
   }
 
@@ -396,7 +391,7 @@ class Session {
     // Only registered destinations, and only if the requester may move.
     auto dest = s_.nodes.find(rq.MoveDestination);
     if (!dest.ok() || !dest->has_value() || (*dest)->move_host.empty() || (*dest)->move_port == 0) {
-      s_.retrieve.audit(ctx_, "move", studyOf(q), 0, "denied", "move destination unknown");
+      s_.retrieve.audit(ctx_, "move", studyUidOf(q), 0, "denied", "move destination unknown");
       rsp.DimseStatus = kMoveDestinationUnknown;
       return respond(rsp);
     }
@@ -412,7 +407,7 @@ class Session {
       for (const auto& l : *list) contexts.emplace_back(l.sop_class_uid, l.transfer_syntax);
       auto sub = openStoreAssociation(cfg_, **dest, contexts);
       if (!sub.ok()) {
-        s_.retrieve.audit(ctx_, "move", studyOf(q), 0, "failure", sub.status().toString());
+        s_.retrieve.audit(ctx_, "move", studyUidOf(q), 0, "failure", sub.status().toString());
         rsp.DimseStatus = kUnableToProcess;
         return respond(rsp);
       }
@@ -458,9 +453,7 @@ Status authenticateAssociation(T_ASC_Association* assoc, bool tls, const Associa
     return unauthenticated("called AE title not recognised");
   }
   if (!tls) {
-    bool allowed = false;
-    for (const auto& cidr : plain_allow) allowed = allowed || addressInCidr(ctx.peer_address, cidr);
-    if (!allowed) return unauthenticated("address not allowed on the plaintext listener");
+    if (!addressInAnyCidr(ctx.peer_address, plain_allow)) return unauthenticated("address not allowed on the plaintext listener");
   } else {
     const unsigned long len = ASC_getPeerCertificateLength(assoc);
     std::vector<unsigned char> der(len);

@@ -137,11 +137,8 @@ uint64_t DimseServer::admitConnection(int fd, bool tls, const std::string& peer)
   std::string refused;
   if (!throttle_.allowed(peer, std::chrono::steady_clock::now()))
     refused = "source blocked after repeated failed associations";
-  if (refused.empty() && !tls) {
-    bool allowed = false;
-    for (const auto& cidr : cfg_.plain_allow) allowed = allowed || addressInCidr(peer, cidr);
-    if (!allowed) refused = "address not allowed on the plaintext listener";
-  }
+  if (refused.empty() && !tls && !addressInAnyCidr(peer, cfg_.plain_allow))
+    refused = "address not allowed on the plaintext listener";
   {
     std::lock_guard lock(mu_);
     if (refused.empty() && (pending_ >= cfg_.max_associations || pending_by_peer_[peer] >= cfg_.max_associations_per_node))
