@@ -69,10 +69,8 @@ StatusOr<PutResult> StoreService::store(const CallContext& ctx, const StoreReque
 StatusOr<PutResult> StoreService::storeFile(const CallContext& ctx, ByteView file) {
   auto p10 = dicom::parsePart10(file);
   if (!p10.ok()) {
-    std::string none;
-    Status s = d_.audit.append({d_.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "store", none,
-                                1, "failure", p10.status().toString()});
-    (void)s;
+    d_.audit.append({d_.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "store", "", 1, "failure",
+                     p10.status().toString()}).ok();
     return p10.status();
   }
   StoreRequest req{p10->transfer_syntax, p10->media_sop_class, p10->media_sop_instance,
