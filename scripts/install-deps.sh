@@ -8,12 +8,13 @@ runtime_build=(
   build-essential cmake ninja-build ccache pkg-config git
   libdcmtk-dev dcmtk libssl-dev openssl libsqlite3-dev sqlite3
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libsodium-dev
+  libsodium-dev liboath-dev libqrencode-dev libunistring-dev
 )
 test_tools=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-pydicom python3-pytest python3-numpy
   stunnel4 sslscan clang libclang-rt-14-dev procps iproute2
+  oathtool python3-jwt python3-cryptography
 )
 
 # Peers and load tools for bench/compare.sh (../shared/bench).

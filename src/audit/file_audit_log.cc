@@ -22,6 +22,9 @@ std::string formatEvent(const AuditEvent& e) {
   if (e.instance_count) j["instances"] = e.instance_count;
   j["outcome"] = e.outcome;
   if (!e.detail.empty()) j["detail"] = e.detail;
+  if (!e.user.empty()) j["user"] = e.user;
+  if (!e.rule.empty()) j["rule"] = e.rule;
+  if (!e.severity.empty()) j["severity"] = e.severity;
   // Replace invalid UTF-8 rather than throwing: a hostile value must not
   // break the record.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

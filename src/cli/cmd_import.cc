@@ -11,7 +11,7 @@
 namespace bastion::cli {
 namespace {
 
-int import(const std::string& config_path, const std::string& root) {
+int import(const std::string& config_path, const std::string& root, const std::string& site) {
   auto archive = server::openArchive(config_path);
   if (!archive.ok()) {
     std::cerr << "import: " << archive.status().toString() << "\n";
@@ -32,7 +32,13 @@ int import(const std::string& config_path, const std::string& root) {
     std::cerr << "import: cannot read " << root << ": " << ec.message() << "\n";
     return 2;
   }
-  CallContext ctx{"bastion-import", "local", "", kPermStore};
+  // The operator at the server's console acts as a local node of `site`.
+  CallContext ctx{"bastion-import", "local", "", {}};
+  ctx.principal.kind = Principal::Kind::kNode;
+  ctx.principal.name = "bastion-import";
+  ctx.principal.auth_method = "local";
+  ctx.principal.permissions = kPermStore;
+  ctx.principal.site = site;
   const bool tty = ::isatty(STDERR_FILENO);
   uint64_t stored = 0, already = 0, failed = 0, done = 0;
   for (const auto& f : files) {
@@ -63,10 +69,12 @@ int import(const std::string& config_path, const std::string& root) {
 void addImport(CLI::App& app, Action& action) {
   auto path = std::make_shared<std::string>("/var/lib/bastion/bastion.toml");
   auto root = std::make_shared<std::string>();
+  auto site = std::make_shared<std::string>("main");
   auto* cmd = app.add_subcommand("import", "Import a folder of DICOM files");
   cmd->add_option("--config", *path, "Path to bastion.toml");
   cmd->add_option("path", *root, "File or folder to import")->required();
-  cmd->callback([&action, path, root] { action = [path, root] { return import(*path, *root); }; });
+  cmd->add_option("--site", *site, "Site the imported studies belong to");
+  cmd->callback([&action, path, root, site] { action = [path, root, site] { return import(*path, *root, *site); }; });
 }
 
 }  // namespace bastion::cli

@@ -7,6 +7,7 @@
 
 #include "bastion/crypto/keyring.h"
 #include "cli/commands.h"
+#include "server/composition.h"
 #include "crypto/pki.h"
 #include "server/config.h"
 #include "storage/atomic_file.h"
@@ -63,6 +64,31 @@ int runInit(const InitOptions& o) {
   if (!report("configuration", cfg,
               exists(cfg) ? alreadyExists("") : storage::writeNewFile(cfg, asBytes(server::renderConfig(c)), 0640)))
     return 1;
+  // The first administrator: a one-time password, printed once; the
+  // account cannot be used before it has a password and a second factor.
+  auto archive = server::openArchive(cfg);
+  if (!archive.ok()) {
+    std::cerr << "init: " << archive.status().toString() << "\n";
+    return 1;
+  }
+  auto users = (*archive)->auth->listUsers();
+  if (!users.ok()) {
+    std::cerr << "init: " << users.status().toString() << "\n";
+    return 1;
+  }
+  if (users->empty()) {
+    auto otp = (*archive)->auth->addUser({"admin", {"admin"}, "main", "", {}}, "bastion-init");
+    if (!otp.ok()) {
+      std::cerr << "init: " << otp.status().toString() << "\n";
+      return 1;
+    }
+    std::cout << "created  administrator: admin\n"
+              << "one-time password: " << *otp << "\n"
+              << "(shown once: run `bastion user enrol admin --config " << cfg
+              << "` to choose a password and enrol a second factor)\n";
+  } else {
+    std::cout << "kept     " << users->size() << " existing account(s)\n";
+  }
   std::cout << "data directory: " << data << "\n"
             << "DICOM TLS listener: " << o.address << ":" << o.port << " (AE " << o.ae << ")\n"
             << "Register nodes with: bastion node add --config " << cfg << " ...\n";

@@ -11,7 +11,7 @@ namespace {
 
 struct NodeOptions {
   std::string config = "/var/lib/bastion/bastion.toml";
-  std::string ae, cidr, cert, cert_sha256, perms, move_host, name, out_key, out_cert;
+  std::string ae, cidr, cert, cert_sha256, perms, role, move_host, name, out_key, out_cert, site = "main";
   int move_port = 0;
   bool server = false;
 };
@@ -34,8 +34,21 @@ int add(const NodeOptions& o) {
   n.source_cidr = o.cidr;
   n.move_host = o.move_host;
   n.move_port = static_cast<uint16_t>(o.move_port);
-  auto perms = parsePermissions(o.perms);
+  n.site = o.site;
+  std::string perm_list = o.perms;
+  if (!o.role.empty()) {  // a node role: its permissions from the role table
+    auto archive = server::openArchive(o.config);
+    if (!archive.ok()) return fail(archive.status());
+    auto roles = (*archive)->auth->listRoles();
+    if (!roles.ok()) return fail(roles.status());
+    bool found = false;
+    for (const auto& r : *roles)
+      if (r.name == o.role) perm_list += (perm_list.empty() ? "" : ",") + r.permissions, found = true;
+    if (!found) return fail(invalidArgument("unknown role " + o.role));
+  }
+  auto perms = parsePermissions(perm_list);
   if (!perms.ok()) return fail(perms.status());
+  if (*perms == 0) return fail(invalidArgument("give --perm or --role"));
   n.permissions = *perms;
   if (!o.cert.empty()) {
     auto fp = crypto::certificateFingerprintFile(o.cert);
@@ -60,7 +73,7 @@ int list(const NodeOptions& o) {
     if (!all.ok()) return fail(all.status());
     for (const auto& n : *all)
       std::cout << n.ae_title << "\t" << n.source_cidr << "\t" << (n.cert_sha256.empty() ? "-" : n.cert_sha256) << "\t"
-                << formatPermissions(n.permissions) << "\t"
+                << formatPermissions(n.permissions) << "\tsite=" << n.site << "\t"
                 << (n.move_host.empty() ? "-" : n.move_host + ":" + std::to_string(n.move_port)) << "\n";
     return 0;
   });
@@ -100,7 +113,9 @@ void addNode(CLI::App& app, Action& action) {
   a->add_option("--cidr", o->cidr, "Address or CIDR it connects from")->required();
   a->add_option("--cert", o->cert, "Its client certificate (PEM); the SHA-256 fingerprint is recorded");
   a->add_option("--cert-sha256", o->cert_sha256, "Or the fingerprint itself");
-  a->add_option("--perm", o->perms, "Permissions: echo,store,find,get,move")->required();
+  a->add_option("--perm", o->perms, "Permissions: echo,store,find,get,move");
+  a->add_option("--role", o->role, "Node role whose permissions it gets: modality, workstation");
+  a->add_option("--site", o->site, "Site: studies it stores belong to it; what it sees without user identity");
   a->add_option("--move-host", o->move_host, "As a C-MOVE destination: its host");
   a->add_option("--move-port", o->move_port, "As a C-MOVE destination: its TLS port")->check(CLI::Range(0, 65535));
   a->callback([&action, o] { action = [o] { return add(*o); }; });

@@ -42,7 +42,7 @@ int serve(const std::string& config_path) {
   sc.max_associations_per_node = cfg->max_associations_per_node;
   sc.throttle = {cfg->max_failed_associations, std::chrono::seconds(cfg->failure_window_s),
                  std::chrono::seconds(cfg->block_s)};
-  dicom::Services services{*a.store, *a.query, *a.retrieve, *a.index, *a.audit, Clock::system()};
+  dicom::Services services{*a.store, *a.query, *a.retrieve, *a.index, *a.auth, *a.audit, Clock::system()};
   dicom::DimseServer server(sc, services);
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
@@ -52,7 +52,7 @@ int serve(const std::string& config_path) {
     std::cerr << "serve: " << s.toString() << "\n";
     return 1;
   }
-  a.audit->append({Clock::system().now(), "bastion", "", "", "start", "", 0, "success", ""}).ok();
+  (void)a.audit->append(systemEvent(Clock::system().now(), "bastion", "start", "success"));
   std::cout << "bastion: DICOM TLS on " << sc.tls_address << ":" << server.tlsPort() << " (AE " << cfg->ae_title
             << ")";
   if (sc.plain_enabled) std::cout << ", plaintext on " << sc.plain_address << ":" << server.plainPort();
@@ -65,7 +65,7 @@ int serve(const std::string& config_path) {
   }
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   server.stop();
-  a.audit->append({Clock::system().now(), "bastion", "", "", "stop", "", 0, "success", ""}).ok();
+  (void)a.audit->append(systemEvent(Clock::system().now(), "bastion", "stop", "success"));
   return 0;
 }
 

@@ -31,9 +31,10 @@ int verify(const std::string& config_path) {
     std::cout << p.kind << "\tblob " << p.blob_id << (p.sop_uid.empty() ? "" : "\tsop " + p.sop_uid) << "\t" << p.detail
               << "\n";
   std::cout << "checked " << report->checked << " instance(s), " << report->problems.size() << " problem(s)\n";
-  a.audit->append({Clock::system().now(), "bastion-verify", "", "", "verify", "", static_cast<uint32_t>(report->checked),
-                   report->clean() ? "success" : "failure",
-                   std::to_string(report->problems.size()) + " problem(s)"}).ok();
+  (void)a.audit->append(systemEvent(Clock::system().now(), "bastion-verify", "verify",
+                                    report->clean() ? "success" : "failure",
+                                    std::to_string(report->problems.size()) + " problem(s)",
+                                    static_cast<uint32_t>(report->checked)));
   return report->clean() ? 0 : 1;
 }
 

@@ -13,5 +13,7 @@ void addNode(CLI::App& app, Action& action);
 void addServe(CLI::App& app, Action& action);
 void addVerify(CLI::App& app, Action& action);
 void addImport(CLI::App& app, Action& action);
+void addUser(CLI::App& app, Action& action);    // user, token, role
+void addAccess(CLI::App& app, Action& action);  // grant, break-glass
 
 }  // namespace bastion::cli

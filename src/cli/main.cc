@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   bastion::cli::addServe(app, action);
   bastion::cli::addVerify(app, action);
   bastion::cli::addImport(app, action);
+  bastion::cli::addUser(app, action);
+  bastion::cli::addAccess(app, action);
   CLI11_PARSE(app, argc, argv);
   return action ? action() : 2;
 }

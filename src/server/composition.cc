@@ -16,8 +16,10 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
   a->blobs = std::make_unique<crypto::EncryptingBlobStore>(*a->files, *a->keyring, random);
   ASSIGN_OR_RETURN(a->index, index::SqliteIndex::open(config.indexPath(), *a->keyring, random));
   ASSIGN_OR_RETURN(a->audit, audit::FileAuditLog::open(config.auditPath()));
-  ArchiveDeps deps{*a->blobs, *a->index, *a->audit, Clock::system(), config.limits, kImplementationUid,
-                   kImplementationVersion};
+  ASSIGN_OR_RETURN(a->auth,
+                   AuthService::open(config.indexPath(), *a->keyring, random, Clock::system(), *a->audit, config.auth));
+  ArchiveDeps deps{*a->blobs,       *a->index,          *a->audit, Clock::system(), a->auth->policy(),
+                   config.limits,   kImplementationUid, kImplementationVersion};
   a->store = std::make_unique<StoreService>(deps);
   a->query = std::make_unique<QueryService>(deps);
   a->retrieve = std::make_unique<RetrieveService>(deps);

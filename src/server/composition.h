@@ -21,6 +21,7 @@ struct Archive {
   std::unique_ptr<crypto::EncryptingBlobStore> blobs;
   std::unique_ptr<index::SqliteIndex> index;
   std::unique_ptr<audit::FileAuditLog> audit;
+  std::unique_ptr<AuthService> auth;
   std::unique_ptr<StoreService> store;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<RetrieveService> retrieve;

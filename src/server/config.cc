@@ -21,6 +21,51 @@ bool isInside(const std::string& file, const std::string& dir) {
   return f.size() > d.size() && f.compare(0, d.size(), d) == 0 && f[d.size()] == '/';
 }
 
+template <typename Node>
+std::chrono::seconds secondsOr(Node n, std::chrono::seconds d) {
+  return std::chrono::seconds(n.value_or(static_cast<int64_t>(d.count())));
+}
+
+// [auth] and [auth.oidc].
+StatusOr<Config> parseAuth(const toml::table& t, const std::filesystem::path& base, Config c) {
+  auto a = t["auth"];
+  AuthConfig& x = c.auth;
+  x.argon2_ops = static_cast<unsigned long long>(a["argon2_ops"].value_or(static_cast<int64_t>(x.argon2_ops)));
+  x.argon2_mem_kib = static_cast<size_t>(a["argon2_mem_kib"].value_or(static_cast<int64_t>(x.argon2_mem_kib)));
+  x.blocklist_path = resolve(base, a["blocklist"].value_or(std::string()));
+  x.session_idle = secondsOr(a["session_idle_s"], x.session_idle);
+  x.session_absolute = secondsOr(a["session_absolute_s"], x.session_absolute);
+  x.break_glass = secondsOr(a["break_glass_s"], x.break_glass);
+  x.lock_after = static_cast<int>(a["lock_after"].value_or(int64_t{x.lock_after}));
+  x.lock_first = secondsOr(a["lock_first_s"], x.lock_first);
+  x.lock_max = secondsOr(a["lock_max_s"], x.lock_max);
+  x.hard_limit = static_cast<int>(a["hard_limit"].value_or(int64_t{x.hard_limit}));
+  x.source_failures = static_cast<int>(a["source_failures"].value_or(int64_t{x.source_failures}));
+  x.source_window = secondsOr(a["source_window_s"], x.source_window);
+  x.source_block = secondsOr(a["source_block_s"], x.source_block);
+  auto o = a["oidc"];
+  x.jwks_path = resolve(base, o["jwks"].value_or(std::string()));
+  x.jwt_issuer = o["issuer"].value_or(std::string());
+  if (auto* aud = o["audiences"].as_array())
+    for (auto& v : *aud)
+      if (auto s = v.value<std::string>()) x.jwt_audiences.push_back(*s);
+  x.jwt_leeway = secondsOr(o["leeway_s"], x.jwt_leeway);
+  x.jwt_username_claim = o["username_claim"].value_or(x.jwt_username_claim);
+  x.jwt_roles_claim = o["roles_claim"].value_or(x.jwt_roles_claim);
+  x.jwt_site_claim = o["site_claim"].value_or(x.jwt_site_claim);
+  // Argon2id below OWASP's floor (19 MiB, 2 passes) only for tests, never below 1 MiB.
+  if (x.argon2_ops < 1 || x.argon2_ops > 10 || x.argon2_mem_kib < 1024 || x.argon2_mem_kib > (4u << 20) ||
+      x.session_idle.count() < 60 || x.session_idle.count() > 3600 || x.session_absolute.count() < 60 ||
+      x.session_absolute.count() > 24 * 3600 || x.break_glass.count() < 60 || x.break_glass.count() > 24 * 3600 ||
+      x.lock_after < 1 || x.lock_after > 100 || x.lock_first.count() < 1 || x.lock_max < x.lock_first ||
+      x.hard_limit < x.lock_after || x.hard_limit > 100 || x.source_failures < 1 || x.jwt_leeway.count() < 0 ||
+      x.jwt_leeway.count() > 300)
+    return invalidArgument("a value in [auth] is out of range");
+  if (!x.jwks_path.empty() && (x.jwt_issuer.empty() || x.jwt_audiences.empty()))
+    return invalidArgument("[auth.oidc] needs issuer and audiences with jwks");
+  return c;
+}
+
 Status parseListen(const toml::table& t, Listen& out) {
   out.address = t["address"].value_or(out.address);
   const int64_t port = t["port"].value_or(int64_t{out.port});
@@ -94,7 +139,7 @@ StatusOr<Config> loadConfig(const std::string& path) {
       c.block_s < 1 || c.limits.max_sequence_depth < 1 ||
       c.limits.max_sequence_depth > 64)
     return invalidArgument("a value in [limits] is out of range");
-  return c;
+  return parseAuth(t, base, c);
 }
 
 std::string renderConfig(const Config& c) {

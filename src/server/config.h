@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "bastion/auth/auth_service.h"
 #include "bastion/common/status.h"
 #include "bastion/service/archive.h"
 
@@ -35,6 +36,7 @@ struct Config {
   int failure_window_s = 60;
   int block_s = 60;
   ArchiveLimits limits;
+  AuthConfig auth;  // [auth]: passwords, sessions, throttling, identity provider
 
   std::string indexPath() const { return data_dir + "/index.sqlite"; }
   std::string blobRoot() const { return data_dir + "/blobs"; }

@@ -6,37 +6,6 @@
 
 namespace bastion {
 
-StatusOr<uint32_t> parsePermissions(std::string_view list) {
-  uint32_t bits = 0;
-  size_t start = 0;
-  while (start <= list.size()) {
-    size_t comma = list.find(',', start);
-    std::string_view p = list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
-    if (p == "echo") bits |= kPermEcho;
-    else if (p == "store") bits |= kPermStore;
-    else if (p == "find") bits |= kPermFind;
-    else if (p == "get") bits |= kPermGet;
-    else if (p == "move") bits |= kPermMove;
-    else if (!p.empty()) return invalidArgument("unknown permission '" + std::string(p) + "'");
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return bits;
-}
-
-std::string formatPermissions(uint32_t bits) {
-  std::string s;
-  const std::pair<uint32_t, const char*> names[] = {
-      {kPermEcho, "echo"}, {kPermStore, "store"}, {kPermFind, "find"}, {kPermGet, "get"}, {kPermMove, "move"}};
-  for (auto [bit, name] : names) {
-    if (bits & bit) {
-      if (!s.empty()) s += ',';
-      s += name;
-    }
-  }
-  return s;
-}
-
 namespace {
 struct Net {
   int family = 0;

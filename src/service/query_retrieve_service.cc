@@ -2,15 +2,31 @@
 #include "crypto/aead.h"
 
 namespace bastion {
+
+AuditEvent auditEventFor(const CallContext& ctx, const Clock& clock, const std::string& action) {
+  AuditEvent e;
+  e.time = clock.now();
+  e.actor_ae = ctx.calling_ae;
+  e.source_address = ctx.peer_address;
+  e.cert_sha256 = ctx.cert_sha256;
+  e.action = action;
+  if (ctx.principal.kind == Principal::Kind::kUser) e.user = ctx.principal.name;
+  return e;
+}
+
 Status QueryService::find(const CallContext& ctx, const Query& query,
                           const std::function<bool(const QueryRow&)>& emit) {
-  AuditEvent e{d_.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "find", studyUidOf(query), 0,
-               "success", ""};
+  AuditEvent e = auditEventFor(ctx, d_.clock, "find");
+  e.study_uid = studyUidOf(query);
+  e.outcome = "success";
+  const Decision d = d_.policy.decide(ctx.principal, Action::kFind, {e.study_uid}, d_.clock.now());
+  e.rule = d.rule;
   Status s;
-  if (!(ctx.permissions & kPermFind)) {
-    s = permissionDenied("node may not query");
+  if (!d.allowed) {
+    s = permissionDenied("not permitted to query");
   } else {
     Query bounded = query;
+    bounded.scope = d.scope;  // applied inside the index query
     if (bounded.limit == 0 || bounded.limit > d_.limits.max_query_results) bounded.limit = d_.limits.max_query_results;
     s = d_.index.query(bounded, [&](const QueryRow& row) {
       ++e.instance_count;
@@ -26,16 +42,27 @@ Status QueryService::find(const CallContext& ctx, const Query& query,
   return audited;
 }
 
-StatusOr<std::vector<InstanceLocation>> RetrieveService::select(const CallContext& ctx, const std::string& action,
-                                                                const Query& query) {
-  const uint32_t need = action == "move" ? kPermMove : kPermGet;
-  if (!(ctx.permissions & need)) {
-    audit(ctx, action, studyUidOf(query), 0, "denied", "node may not " + action);
-    return permissionDenied("node may not " + action);
+StatusOr<RetrieveService::Selection> RetrieveService::select(const CallContext& ctx, const std::string& action,
+                                                            const Query& query) {
+  const Decision d = d_.policy.decide(ctx.principal, action == "move" ? Action::kMove : Action::kGet,
+                                      {studyUidOf(query)}, d_.clock.now());
+  if (!d.allowed) {
+    audit(ctx, action, studyUidOf(query), 0, "denied", "not permitted to " + action, d.rule);
+    return permissionDenied("not permitted to " + action);
   }
-  auto r = d_.index.instancesFor(query);
-  if (!r.ok()) audit(ctx, action, studyUidOf(query), 0, "failure", r.status().toString());
-  return r;
+  Query scoped = query;
+  scoped.scope = d.scope;
+  auto r = d_.index.instancesFor(scoped);
+  if (!r.ok()) {
+    audit(ctx, action, studyUidOf(query), 0, "failure", r.status().toString(), d.rule);
+  } else if (r->empty()) {
+    // Nothing visible matches: the same answer whether the study does not
+    // exist or lies outside the caller's scope (no trace of either).
+    audit(ctx, action, studyUidOf(query), 0, "denied", "no instance in scope matches", d.rule);
+    return permissionDenied("no instance you may retrieve matches");
+  }
+  if (!r.ok()) return r.status();
+  return Selection{std::move(r).value(), d.rule};
 }
 
 StatusOr<Bytes> RetrieveService::read(const InstanceLocation& loc) {
@@ -46,10 +73,15 @@ StatusOr<Bytes> RetrieveService::read(const InstanceLocation& loc) {
 }
 
 void RetrieveService::audit(const CallContext& ctx, const std::string& action, const std::string& study_uid,
-                            uint32_t count, const std::string& outcome, const std::string& detail) {
-  Status s = d_.audit.append(
-      {d_.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, action, study_uid, count, outcome, detail});
-  (void)s;
+                            uint32_t count, const std::string& outcome, const std::string& detail,
+                            const std::string& rule) {
+  AuditEvent e = auditEventFor(ctx, d_.clock, action);
+  e.study_uid = study_uid;
+  e.instance_count = count;
+  e.outcome = outcome;
+  e.detail = detail;
+  e.rule = rule;
+  (void)d_.audit.append(e);
 }
 
 }  // namespace bastion

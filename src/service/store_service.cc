@@ -52,9 +52,14 @@ Status checkPixels(const dicom::ScanResult& s, bool encapsulated_ts, const Archi
 
 StatusOr<PutResult> StoreService::store(const CallContext& ctx, const StoreRequest& req) {
   std::string study_uid;
-  auto result = storeChecked(ctx, req, study_uid);
-  AuditEvent e{d_.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "store", study_uid, 1,
-               "success", ""};
+  const Decision d = d_.policy.decide(ctx.principal, Action::kStore, {}, d_.clock.now());
+  auto result = d.allowed ? storeChecked(ctx, req, study_uid)
+                          : StatusOr<PutResult>(permissionDenied("not permitted to store"));
+  AuditEvent e = auditEventFor(ctx, d_.clock, "store");
+  e.study_uid = study_uid;
+  e.instance_count = 1;
+  e.outcome = "success";
+  e.rule = d.rule;
   if (!result.ok()) {
     e.outcome = result.status().code() == StatusCode::kPermissionDenied ? "denied" : "failure";
     e.detail = result.status().toString();
@@ -69,8 +74,11 @@ StatusOr<PutResult> StoreService::store(const CallContext& ctx, const StoreReque
 StatusOr<PutResult> StoreService::storeFile(const CallContext& ctx, ByteView file) {
   auto p10 = dicom::parsePart10(file);
   if (!p10.ok()) {
-    d_.audit.append({d_.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "store", "", 1, "failure",
-                     p10.status().toString()}).ok();
+    AuditEvent e = auditEventFor(ctx, d_.clock, "store");
+    e.instance_count = 1;
+    e.outcome = "failure";
+    e.detail = p10.status().toString();
+    (void)d_.audit.append(e);
     return p10.status();
   }
   StoreRequest req{p10->transfer_syntax, p10->media_sop_class, p10->media_sop_instance,
@@ -80,7 +88,6 @@ StatusOr<PutResult> StoreService::storeFile(const CallContext& ctx, ByteView fil
 
 StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const StoreRequest& req,
                                                std::string& study_uid) {
-  if (!(ctx.permissions & kPermStore)) return permissionDenied("node may not store");
   if (req.dataset.size() > d_.limits.max_object_size) return resourceExhausted("object larger than the limit");
   if (!isValidUid(req.transfer_syntax)) return invalidArgument("invalid transfer syntax UID");
   ASSIGN_OR_RETURN(dicom::Encoding enc, dicom::encodingOf(req.transfer_syntax));
@@ -114,6 +121,8 @@ StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const Sto
   r.study_time = value(scan, tg::kStudyTime);
   r.accession_number = value(scan, tg::kAccessionNumber);
   r.referring_physician = value(scan, tg::kReferringPhysicianName);
+  r.requesting_physician = value(scan, tg::kRequestingPhysician);
+  r.site = ctx.principal.site;
   r.study_description = value(scan, tg::kStudyDescription);
   r.study_id = value(scan, tg::kStudyId);
   r.modality = value(scan, tg::kModality);

@@ -49,7 +49,9 @@ class Server:
         self.nodes = {}
 
     def bastion(self, *args, check=True):
-        return run([BASTION, *args[:1], *args[1:2], "--config", str(self.config), *args[2:]] if args[0] == "node"
+        # Commands with subcommands take --config after the subcommand ("node add --config ...").
+        nested = args[0] in ("node", "user", "token", "role", "grant", "break-glass")
+        return run([BASTION, *args[:1], *args[1:2], "--config", str(self.config), *args[2:]] if nested
                    else [BASTION, args[0], "--config", str(self.config), *args[1:]], check=check)
 
     def issue(self, name, server=False):
@@ -59,9 +61,11 @@ class Server:
                  "--out-key", str(key), "--out-cert", str(cert)] + (["--server"] if server else []))
         return key, cert
 
-    def add_node(self, ae, perms="echo,store,find,get,move", cidr="127.0.0.1/32", cert_of=None, move_port=None):
+    def add_node(self, ae, perms="echo,store,find,get,move", cidr="127.0.0.1/32", cert_of=None, move_port=None,
+                 site="main", role=None):
         key, cert = self.issue(cert_of or ae, server=bool(move_port))
-        args = ["node", "add", "--ae", ae, "--cidr", cidr, "--cert", str(cert), "--perm", perms]
+        args = ["node", "add", "--ae", ae, "--cidr", cidr, "--cert", str(cert), "--site", site]
+        args += ["--role", role] if role else ["--perm", perms]
         if move_port:
             args += ["--move-host", "127.0.0.1", "--move-port", str(move_port)]
         self.bastion(*args)

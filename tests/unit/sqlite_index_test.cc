@@ -57,7 +57,7 @@ class SqliteIndexTest : public ::testing::Test {
   }
   std::vector<QueryRow> run(QueryLevel level, std::map<uint32_t, std::string> keys) {
     std::vector<QueryRow> rows;
-    Status s = index_->query({level, std::move(keys), 0}, [&](const QueryRow& r) {
+    Status s = index_->query({level, std::move(keys), 0, StudyScope::everything()}, [&](const QueryRow& r) {
       rows.push_back(r);
       return true;
     });
@@ -139,6 +139,7 @@ TEST_F(SqliteIndexTest, DuplicateSopIsIdempotentOrRefused) {
 TEST_F(SqliteIndexTest, RetrieveSelectionByLevel) {
   Query q;
   q.level = QueryLevel::kStudy;
+  q.scope = StudyScope::everything();
   q.keys[tg::kStudyInstanceUid] = "1.1";
   auto locs = index_->instancesFor(q);
   ASSERT_TRUE(locs.ok());

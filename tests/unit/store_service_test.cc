@@ -36,15 +36,16 @@ class StoreServiceTest : public ::testing::Test {
     auto idx = index::SqliteIndex::open(dir_.path() + "/i.sqlite", *keyring_, random_);
     ASSERT_TRUE(idx.ok());
     index_ = std::move(idx).value();
-    ArchiveDeps deps{blobs_, *index_, audit_, clock_, ArchiveLimits{}, "1.2.3.4", "TEST"};
+    ArchiveDeps deps{blobs_, *index_, audit_, clock_, policy_, ArchiveLimits{}, "1.2.3.4", "TEST"};
     store_ = std::make_unique<StoreService>(deps);
     retrieve_ = std::make_unique<RetrieveService>(deps);
   }
   StatusOr<PutResult> put(const Bytes& ds, uint32_t perms = kPermStore) {
-    CallContext ctx{"MOD", "127.0.0.1", "", perms};
+    CallContext ctx = testing::nodeContext("MOD", perms);
     return store_->store(ctx, {kTs, "", "", ds});
   }
 
+  Policy policy_;
   testing::TempDir dir_;
   testing::FakeRandom random_;
   testing::FixedClock clock_;
@@ -180,7 +181,7 @@ TEST_F(StoreServiceTest, ImportZeroesPreamble) {
   Bytes file = buildPart10("1.2.840.10008.5.1.4.1.1.2", "1.2.1.9", kTs, "1.2", "X", ds);
   file[0] = 'M';
   file[1] = 'Z';
-  CallContext ctx{"import", "local", "", kPermStore};
+  CallContext ctx = testing::nodeContext("import", kPermStore);
   ASSERT_TRUE(store_->storeFile(ctx, file).ok());
   auto loc = index_->findInstance("1.2.1.9");
   auto bytes = retrieve_->read(**loc);

@@ -4,12 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <string>
 
 #include "bastion/common/bytes.h"
 #include "bastion/common/clock.h"
+#include "bastion/service/archive.h"
 
 namespace bastion::testing {
 
@@ -33,6 +35,23 @@ class FixedClock final : public Clock {
   std::chrono::system_clock::time_point now() const override {
     return std::chrono::system_clock::time_point(std::chrono::seconds(1800000000));
   }
+};
+
+// A clock tests move by hand.
+class ManualClock final : public Clock {
+ public:
+  std::chrono::system_clock::time_point now() const override {
+    return std::chrono::system_clock::time_point(std::chrono::seconds(t_.load()));
+  }
+  void advance(std::chrono::seconds d) { t_ += d.count(); }
+
+ private:
+  std::atomic<int64_t> t_{1800000000};
+};
+
+class NullAudit final : public AuditLog {
+ public:
+  Status append(const AuditEvent&) override { return okStatus(); }
 };
 
 class TempDir {
@@ -146,6 +165,17 @@ inline Bytes makeInstance(const std::string& patient_id, const std::string& name
       .us(0x00280102, 11)
       .ob(0x7FE00010, "OW", static_cast<uint32_t>(pixels.size()), pixels)
       .bytes();
+}
+
+// A registered node acting without user identity: `perms`, scope = its site.
+inline CallContext nodeContext(const std::string& ae, uint32_t perms, const std::string& site = "main") {
+  CallContext ctx{ae, "127.0.0.1", "", {}};
+  ctx.principal.kind = Principal::Kind::kNode;
+  ctx.principal.name = ae;
+  ctx.principal.permissions = perms;
+  ctx.principal.scope_rules = kScopeSite;
+  ctx.principal.site = site;
+  return ctx;
 }
 
 }  // namespace bastion::testing

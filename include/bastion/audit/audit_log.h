@@ -21,7 +21,23 @@ struct AuditEvent {
   uint32_t instance_count = 0;
   std::string outcome;          // "success", "failure", "denied"
   std::string detail;           // reason for failure/denial; never PHI
+  std::string user;             // the user acting (DICOM user identity, login), if any
+  std::string rule;             // the Policy rule that decided, e.g. "deny:no-permission:get"
+  std::string severity;         // "" (normal) or "high" (break-glass, lock-outs)
 };
+
+// An event of the archive itself (start, stop, verify, CLI actions).
+inline AuditEvent systemEvent(std::chrono::system_clock::time_point time, std::string actor, std::string action,
+                              std::string outcome, std::string detail = "", uint32_t count = 0) {
+  AuditEvent e;
+  e.time = time;
+  e.actor_ae = std::move(actor);
+  e.action = std::move(action);
+  e.outcome = std::move(outcome);
+  e.detail = std::move(detail);
+  e.instance_count = count;
+  return e;
+}
 
 class AuditLog {
  public:

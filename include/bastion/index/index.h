@@ -25,6 +25,8 @@ struct InstanceRecord {
   // Study. accession_number, referring_physician and study_id are PHI.
   std::string study_uid, study_date, study_time, accession_number, referring_physician, study_description,
       study_id;
+  std::string requesting_physician;  // (0032,1032); like the referring physician, it gives scope
+  std::string site;                  // organisation/site of the node or user that stored the study first
   // Series.
   std::string series_uid, modality, series_number, series_description;
   // Instance.
@@ -41,6 +43,22 @@ struct InstanceLocation {
   uint64_t size = 0;
 };
 
+// Which studies a query or retrieval may touch: the Policy's scope filter,
+// applied by the index inside the query (never after the fact). A study is
+// visible if any clause admits it. The default admits nothing.
+struct StudyScope {
+  bool all = false;                          // no restriction
+  std::vector<std::string> sites;            // studies stored by these sites
+  std::vector<std::string> physician_names;  // normalised PN of the referring/requesting physician
+  std::vector<std::string> grantees;         // access_grant subjects ("user:x", "group:y", "node:AE")
+  int64_t now_unix = 0;                      // grants must be unexpired at this time
+  static StudyScope everything() {
+    StudyScope s;
+    s.all = true;
+    return s;
+  }
+};
+
 enum class QueryLevel { kPatient, kStudy, kSeries, kImage };
 
 // A C-FIND / QIDO-RS query as a value. `keys` holds matching keys by tag
@@ -51,6 +69,7 @@ struct Query {
   QueryLevel level = QueryLevel::kStudy;
   std::map<uint32_t, std::string> keys;
   size_t limit = 0;  // 0: no limit
+  StudyScope scope;  // set from the Policy decision; default: nothing visible
 };
 
 // The StudyInstanceUID key of a query or retrieve identifier, or "" (audit records name the study).

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bastion/audit/audit_log.h"
+#include "bastion/auth/policy.h"
 #include "bastion/common/bytes.h"
 #include "bastion/common/clock.h"
 #include "bastion/index/index.h"
@@ -21,8 +22,11 @@ struct CallContext {
   std::string calling_ae;
   std::string peer_address;
   std::string cert_sha256;
-  uint32_t permissions = 0;  // Permission bits granted to this caller
+  Principal principal;  // the node, or the user (restricted to what the node may do)
 };
+
+// An audit event for `action` by the caller of `ctx` (actor, address, user).
+AuditEvent auditEventFor(const CallContext& ctx, const Clock& clock, const std::string& action);
 
 struct ArchiveLimits {
   uint64_t max_object_size = 1ull << 30;       // bytes of one data set as received
@@ -37,6 +41,7 @@ struct ArchiveDeps {
   Index& index;
   AuditLog& audit;
   const Clock& clock;
+  const Policy& policy;
   ArchiveLimits limits;
   std::string implementation_uid;      // written to (0002,0012)
   std::string implementation_version;  // written to (0002,0013)
@@ -78,15 +83,20 @@ class QueryService {
 class RetrieveService {
  public:
   explicit RetrieveService(ArchiveDeps deps) : d_(std::move(deps)) {}
-  // Instances a C-GET/C-MOVE identifier selects. `action` is "get" or "move".
-  StatusOr<std::vector<InstanceLocation>> select(const CallContext& ctx, const std::string& action,
-                                                 const Query& query);
+  // Instances a C-GET/C-MOVE identifier selects, within the caller's scope.
+  // `action` is "get" or "move". kPermissionDenied if the Policy refuses or
+  // if nothing the caller may see matches (one answer for both).
+  struct Selection {
+    std::vector<InstanceLocation> instances;
+    std::string rule;  // the Policy rule that allowed it, for the transfer's audit record
+  };
+  StatusOr<Selection> select(const CallContext& ctx, const std::string& action, const Query& query);
   // Decrypts and verifies one stored object (Part-10 bytes). kDataLoss if a
   // segment or the recorded SHA-256 does not verify: never altered bytes.
   StatusOr<Bytes> read(const InstanceLocation& loc);
   // Records the outcome of a retrieval.
   void audit(const CallContext& ctx, const std::string& action, const std::string& study_uid, uint32_t count,
-             const std::string& outcome, const std::string& detail);
+             const std::string& outcome, const std::string& detail, const std::string& rule = "");
 
  private:
   ArchiveDeps d_;

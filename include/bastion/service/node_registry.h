@@ -7,13 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "bastion/auth/permissions.h"
 #include "bastion/common/status.h"
 
 namespace bastion {
 
-enum Permission : uint32_t {
-  kPermEcho = 1, kPermStore = 2, kPermFind = 4, kPermGet = 8, kPermMove = 16,
-};
 
 struct DicomNode {
   std::string ae_title;
@@ -22,11 +20,9 @@ struct DicomNode {
   uint32_t permissions = 0;  // Permission bits
   std::string move_host;     // as a C-MOVE destination; empty: not a destination
   uint16_t move_port = 0;
+  std::string site = "main";  // organisation/site: studies it stores belong to it; its scope without user identity
 };
 
-// "echo,store,find" <-> bits. kInvalidArgument on an unknown name.
-StatusOr<uint32_t> parsePermissions(std::string_view list);
-std::string formatPermissions(uint32_t bits);
 // True if `address` (textual IPv4/IPv6) lies within `cidr`. False on any parse error.
 bool addressInCidr(std::string_view address, std::string_view cidr);
 // True if `address` lies within any of `cidrs`.

@@ -136,10 +136,12 @@ class Session {
 
  private:
   bool echo(T_ASC_PresentationContextID pres, T_DIMSE_C_EchoRQ& rq) {
-    const bool allowed = ctx_.permissions & kPermEcho;
-    s_.audit.append({s_.clock.now(), ctx_.calling_ae, ctx_.peer_address, ctx_.cert_sha256, "echo", "", 0,
-                     allowed ? "success" : "denied", ""}).ok();
-    return DIMSE_sendEchoResponse(assoc_, pres, &rq, allowed ? kSuccess : kNotAuthorized, nullptr).good();
+    const Decision d = s_.auth.policy().decide(ctx_.principal, Action::kEcho, {}, s_.clock.now());
+    AuditEvent e = auditEventFor(ctx_, s_.clock, "echo");
+    e.outcome = d.allowed ? "success" : "denied";
+    e.rule = d.rule;
+    (void)s_.audit.append(e);
+    return DIMSE_sendEchoResponse(assoc_, pres, &rq, d.allowed ? kSuccess : kNotAuthorized, nullptr).good();
   }
 
   // Receives the data set that follows a command into memory (bounded).
@@ -150,9 +152,11 @@ class Session {
     OFCondition c =
         DIMSE_receiveDataSetInFile(assoc_, DIMSE_NONBLOCKING, cfg_.idle_timeout_s, &data_pres, &stream, nullptr, nullptr);
     if (c.bad() || data_pres != pres) {
-      s_.audit.append({s_.clock.now(), ctx_.calling_ae, ctx_.peer_address, ctx_.cert_sha256, "association", "", 0,
-                       "failure", std::string("aborted while receiving a data set: ") +
-                                      (c.bad() ? c.text() : "presentation context changed")}).ok();
+      AuditEvent e = auditEventFor(ctx_, s_.clock, "association");
+      e.outcome = "failure";
+      e.detail = std::string("aborted while receiving a data set: ") +
+                 (c.bad() ? c.text() : "presentation context changed");
+      (void)s_.audit.append(e);
       return false;
     }
     overflow = stream.overflowed();
@@ -176,8 +180,11 @@ class Session {
       Status s;
       if (overflow) {
         s = resourceExhausted("object larger than the limit");
-        s_.audit.append({s_.clock.now(), ctx_.calling_ae, ctx_.peer_address, ctx_.cert_sha256, "store", "", 1,
-                         "failure", s.toString()}).ok();
+        AuditEvent e = auditEventFor(ctx_, s_.clock, "store");
+        e.instance_count = 1;
+        e.outcome = "failure";
+        e.detail = s.toString();
+        (void)s_.audit.append(e);
       } else {
         std::string abstract;
         const std::string ts = acceptedSyntax(assoc_, pres, &abstract);
@@ -335,9 +342,10 @@ class Session {
   static constexpr unsigned kMoveCounts = O_MOVE_NUMBEROFCOMPLETEDSUBOPERATIONS |
                                           O_MOVE_NUMBEROFFAILEDSUBOPERATIONS | O_MOVE_NUMBEROFWARNINGSUBOPERATIONS;
 
-  void auditTransfer(const char* action, const Query& q, const Counts& n, const std::string& note) {
+  void auditTransfer(const char* action, const Query& q, const Counts& n, const std::string& note,
+                     const std::string& rule) {
     s_.retrieve.audit(ctx_, action, studyUidOf(q), n.completed, n.failed ? "failure" : "success",
-                      n.failed ? std::to_string(n.failed) + " sub-operations failed " + note : note);
+                      n.failed ? std::to_string(n.failed) + " sub-operations failed " + note : note, rule);
   }
 
   bool get(T_ASC_PresentationContextID pres, T_DIMSE_C_GetRQ& rq) {
@@ -359,13 +367,13 @@ class Session {
       return respond(rsp);
     }
     Counts n;
-    const bool alive = transfer(assoc_, *list, n, [&](const Counts& c) {
+    const bool alive = transfer(assoc_, list->instances, n, [&](const Counts& c) {
       T_DIMSE_C_GetRSP p = rsp;
       p.DimseStatus = kPending;
       setCounts(p, c, true, O_GET_NUMBEROFREMAININGSUBOPERATIONS, kGetCounts);
       return respond(p);
     });
-    auditTransfer("get", *id.query, n, "");
+    auditTransfer("get", *id.query, n, "", list->rule);
     if (!alive) return false;
     rsp.DimseStatus = finalStatus(n);
     setCounts(rsp, n, false, 0, kGetCounts);
@@ -391,7 +399,8 @@ class Session {
     // Only registered destinations, and only if the requester may move.
     auto dest = s_.nodes.find(rq.MoveDestination);
     if (!dest.ok() || !dest->has_value() || (*dest)->move_host.empty() || (*dest)->move_port == 0) {
-      s_.retrieve.audit(ctx_, "move", studyUidOf(q), 0, "denied", "move destination unknown");
+      s_.retrieve.audit(ctx_, "move", studyUidOf(q), 0, "denied", "move destination unknown",
+                        "deny:move-destination-unknown");
       rsp.DimseStatus = kMoveDestinationUnknown;
       return respond(rsp);
     }
@@ -402,9 +411,9 @@ class Session {
     }
     Counts n;
     bool alive = true;
-    if (!list->empty()) {
+    if (!list->instances.empty()) {
       std::vector<std::pair<std::string, std::string>> contexts;
-      for (const auto& l : *list) contexts.emplace_back(l.sop_class_uid, l.transfer_syntax);
+      for (const auto& l : list->instances) contexts.emplace_back(l.sop_class_uid, l.transfer_syntax);
       auto sub = openStoreAssociation(cfg_, **dest, contexts);
       if (!sub.ok()) {
         s_.retrieve.audit(ctx_, "move", studyUidOf(q), 0, "failure", sub.status().toString());
@@ -413,7 +422,7 @@ class Session {
       }
       move_originator_ = ctx_.calling_ae;
       move_originator_id_ = rq.MessageID;
-      alive = transfer((*sub)->assoc(), *list, n, [&](const Counts& c) {
+      alive = transfer((*sub)->assoc(), list->instances, n, [&](const Counts& c) {
         T_DIMSE_C_MoveRSP p = rsp;
         p.DimseStatus = kPending;
         setCounts(p, c, true, O_MOVE_NUMBEROFREMAININGSUBOPERATIONS, kMoveCounts);
@@ -421,7 +430,7 @@ class Session {
       });
       move_originator_.clear();
     }
-    auditTransfer("move", q, n, "to " + std::string(rq.MoveDestination));
+    auditTransfer("move", q, n, "to " + std::string(rq.MoveDestination), list->rule);
     if (!alive) return false;
     rsp.DimseStatus = finalStatus(n);
     setCounts(rsp, n, false, 0, kMoveCounts);
@@ -441,9 +450,48 @@ class Session {
 
 }  // namespace
 
+namespace {
+
+std::string identityField(UserIdentityNegotiationSubItemRQ* rq, bool primary) {
+  char* buf = nullptr;
+  Uint16 len = 0;
+  if (primary) rq->getPrimField(buf, len);
+  else rq->getSecField(buf, len);
+  std::string out = buf ? std::string(buf, len) : std::string();
+  delete[] buf;
+  return out;
+}
+
+// Verifies a User Identity sub-item, if the requestor sent one.
+Status authenticateUser(T_ASC_Association* assoc, bool tls, const DicomNode& node, AuthService& auth,
+                        CallContext& ctx, T_ASC_RejectParameters& reject) {
+  UserIdentityNegotiationSubItemRQ* rq = nullptr;
+  ASC_getUserIdentRQ(assoc->params, &rq);
+  if (!rq) return okStatus();
+  // Refusals of an identity come from the ACSE provider (PS3.7 D.3.3.7.1).
+  reject = {ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEPROVIDER_ACSE_RELATED, ASC_REASON_SP_ACSE_NOREASON};
+  if (!tls) return unauthenticated("user identity refused on a plaintext listener");
+  const int type = static_cast<int>(rq->getIdentityType());
+  auto user = auth.dicomIdentity(type, identityField(rq, true), identityField(rq, false),
+                                 Origin{ctx.peer_address, ctx.calling_ae, ctx.cert_sha256});
+  if (!user.ok()) return unauthenticated("user identity refused: " + user.status().message());
+  ctx.principal = AuthService::throughNode(*user, node);
+  if (rq->isPosResponseRequested()) {
+    // The positive response (sub-item 59H). Types 2 and 5 carry an empty
+    // server response. (DCMTK 3.6.7 declares ASC_setIdentAC but does not export it.)
+    auto* ac = new UserIdentityNegotiationSubItemAC();
+    ac->setServerResponse("", 0);
+    delete assoc->params->DULparams.ackUserIdentNeg;
+    assoc->params->DULparams.ackUserIdentNeg = ac;
+  }
+  return okStatus();
+}
+
+}  // namespace
+
 Status authenticateAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfig& cfg,
-                               const std::vector<std::string>& plain_allow, NodeRegistry& nodes, CallContext& ctx,
-                               T_ASC_RejectParameters& reject) {
+                               const std::vector<std::string>& plain_allow, NodeRegistry& nodes, AuthService& auth,
+                               CallContext& ctx, T_ASC_RejectParameters& reject) {
   reject = {ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_NOREASON};
   const auto& dul = assoc->params->DULparams;
   ctx.calling_ae = dul.callingAPTitle;
@@ -471,8 +519,8 @@ Status authenticateAssociation(T_ASC_Association* assoc, bool tls, const Associa
   if (!addressInCidr(ctx.peer_address, n.source_cidr)) return unauthenticated("node connected from a wrong address");
   if (tls && n.cert_sha256 != ctx.cert_sha256) return unauthenticated("client certificate does not match the node");
   if (!tls && !n.cert_sha256.empty()) return unauthenticated("node is registered for TLS only");
-  ctx.permissions = n.permissions;
-  return okStatus();
+  ctx.principal = auth.nodePrincipal(n);
+  return authenticateUser(assoc, tls, n, auth, ctx, reject);
 }
 
 Status serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfig& cfg,
@@ -481,7 +529,7 @@ Status serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationCon
                       const std::function<void(const CallContext&)>& release) {
   CallContext ctx;
   T_ASC_RejectParameters reject;
-  Status auth = authenticateAssociation(assoc, tls, cfg, plain_allow, services.nodes, ctx, reject);
+  Status auth = authenticateAssociation(assoc, tls, cfg, plain_allow, services.nodes, services.auth, ctx, reject);
   bool admitted = false;
   if (auth.ok()) {
     admitted = admit(ctx);
@@ -491,8 +539,10 @@ Status serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationCon
       auth = resourceExhausted("association limit reached");
     }
   }
-  services.audit.append({services.clock.now(), ctx.calling_ae, ctx.peer_address, ctx.cert_sha256, "association",
-                         "", 0, auth.ok() ? "success" : "denied", auth.ok() ? "" : auth.toString()}).ok();
+  AuditEvent e = auditEventFor(ctx, services.clock, "association");
+  e.outcome = auth.ok() ? "success" : "denied";
+  e.detail = auth.ok() ? ctx.principal.auth_method : auth.toString();
+  (void)services.audit.append(e);
   if (!auth.ok()) {
     ASC_rejectAssociation(assoc, &reject);
   } else {

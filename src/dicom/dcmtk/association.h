@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "bastion/auth/auth_service.h"
 #include "bastion/service/archive.h"
 
 namespace bastion::dicom {
@@ -26,15 +27,20 @@ struct Services {
   QueryService& query;
   RetrieveService& retrieve;
   NodeRegistry& nodes;
+  AuthService& auth;
   AuditLog& audit;
   const Clock& clock;
 };
 
 // Decides whether an association may proceed; fills `ctx` on success.
-// `tls`: the association came over the TLS listener.
+// `tls`: the association came over the TLS listener. The node must be
+// registered (AE title, address, certificate). A User Identity sub-item
+// (PS3.7 D.3.3.7) is verified by `auth`, refused on plaintext; the
+// association's principal is then that user restricted to the node's
+// permissions. Without one, the node acts with its own permissions.
 Status authenticateAssociation(T_ASC_Association* assoc, bool tls, const AssociationConfig& cfg,
-                               const std::vector<std::string>& plain_allow, NodeRegistry& nodes, CallContext& ctx,
-                               T_ASC_RejectParameters& reject);
+                               const std::vector<std::string>& plain_allow, NodeRegistry& nodes, AuthService& auth,
+                               CallContext& ctx, T_ASC_RejectParameters& reject);
 
 // Negotiates, then serves DIMSE until release/abort/timeout. Owns `assoc`
 // (drops and destroys it). `admit` is called with the authenticated context

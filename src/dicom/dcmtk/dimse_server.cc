@@ -153,7 +153,7 @@ uint64_t DimseServer::admitConnection(int fd, bool tls, const std::string& peer)
     }
     if (pending_by_peer_[peer] == 0) pending_by_peer_.erase(peer);
   }
-  services_.audit.append({services_.clock.now(), "", peer, "", "association", "", 0, "denied", refused}).ok();
+  auditRefusal(peer, "association", refused);
   return 0;
 }
 
@@ -199,8 +199,7 @@ void DimseServer::connection(uint64_t id, int fd, bool tls, const std::string& p
     if (--pending_by_peer_[peer] == 0) pending_by_peer_.erase(peer);
   }
   if (c.bad()) {
-    services_.audit.append({services_.clock.now(), "", peer, "", "association", "", 0, "denied",
-                            std::string("connection refused before association: ") + c.text()}).ok();
+    auditRefusal(peer, "association", std::string("connection refused before association: ") + c.text());
     recordFailure(peer);
     std::lock_guard lock(mu_);
     open_fds_.erase(id);
@@ -222,10 +221,19 @@ void DimseServer::connection(uint64_t id, int fd, bool tls, const std::string& p
   if (net) ASC_dropNetwork(&net);
 }
 
+void DimseServer::auditRefusal(const std::string& peer, const std::string& action, const std::string& detail) {
+  AuditEvent e;
+  e.time = services_.clock.now();
+  e.source_address = peer;
+  e.action = action;
+  e.outcome = "denied";
+  e.detail = detail;
+  (void)services_.audit.append(e);
+}
+
 void DimseServer::recordFailure(const std::string& peer) {
   if (throttle_.recordFailure(peer, std::chrono::steady_clock::now()))
-    services_.audit.append({services_.clock.now(), "", peer, "", "throttle", "", 0, "denied",
-                            "source blocked after repeated failed associations"}).ok();
+    auditRefusal(peer, "throttle", "source blocked after repeated failed associations");
 }
 
 bool DimseServer::admit(const CallContext& ctx) {

@@ -53,6 +53,7 @@ class DimseServer {
   void watchdogLoop();
   void connection(uint64_t id, int fd, bool tls, const std::string& peer);
   void recordFailure(const std::string& peer);
+  void auditRefusal(const std::string& peer, const std::string& action, const std::string& detail);
   // Registers a new connection (returns its id) or refuses it (returns 0).
   uint64_t admitConnection(int fd, bool tls, const std::string& peer);
   bool admit(const CallContext& ctx);

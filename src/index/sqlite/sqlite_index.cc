@@ -2,6 +2,9 @@
 
 #include <variant>
 
+#include <nlohmann/json.hpp>
+
+#include "bastion/auth/principal.h"
 #include "dicom/parse/dicom_scanner.h"
 #include "index/matching.h"
 
@@ -32,7 +35,7 @@ std::vector<std::string> prefixes(std::string_view v) {
 // The literal text before the first wildcard, or the whole value.
 std::string_view literalPrefix(std::string_view p) { return p.substr(0, p.find_first_of("*?")); }
 
-using Param = std::variant<std::string, Bytes>;
+using Param = std::variant<std::string, Bytes, int64_t>;
 
 struct Plan {
   std::string where;
@@ -48,6 +51,7 @@ void bindAll(Stmt& st, const std::vector<Param>& params) {
   int i = 1;
   for (const auto& p : params) {
     if (std::holds_alternative<std::string>(p)) st.bind(i++, std::get<std::string>(p));
+    else if (std::holds_alternative<int64_t>(p)) st.bind(i++, std::get<int64_t>(p));
     else st.bind(i++, ByteView(std::get<Bytes>(p)));
   }
 }
@@ -211,17 +215,21 @@ StatusOr<int64_t> SqliteIndex::upsertStudy(const InstanceRecord& r, int64_t pati
   Bytes sealed =
       phi_.seal(studyIdentity(r.study_uid), {r.accession_number, r.referring_physician, r.study_id});
   ASSIGN_OR_RETURN(Stmt ins, writer_->prepare("INSERT INTO study(patient_pk, study_uid, study_date, study_time, "
-                                              "description, phi) VALUES (?, ?, ?, ?, ?, ?)"));
+                                              "description, phi, site) VALUES (?, ?, ?, ?, ?, ?, ?)"));
   RETURN_IF_ERROR(ins.bind(1, patient_pk)
                       .bind(2, r.study_uid)
                       .bind(3, r.study_date)
                       .bind(4, r.study_time)
                       .bind(5, r.study_description)
                       .bind(6, ByteView(sealed))
+                      .bind(7, r.site.empty() ? std::string("main") : r.site)
                       .run());
   const int64_t pk = writer_->lastInsertId();
-  RETURN_IF_ERROR(addTokens("study_token", pk,
-                            {phi_.token("acc", r.accession_number), phi_.token("ref", upperAscii(r.referring_physician))}));
+  std::vector<Bytes> tokens{phi_.token("acc", r.accession_number), phi_.token("ref", upperAscii(r.referring_physician))};
+  // Scope tokens: the physicians this study is visible to (StudyScope::physician_names).
+  for (const auto* pn : {&r.referring_physician, &r.requesting_physician})
+    if (std::string n = normalizePersonName(*pn); !n.empty()) tokens.push_back(phi_.token("phys", n));
+  RETURN_IF_ERROR(addTokens("study_token", pk, tokens));
   return pk;
 }
 
@@ -275,6 +283,34 @@ StatusOr<PutResult> SqliteIndex::insertOne(const InstanceRecord& r) {
 
 namespace {
 
+std::string jsonArray(const std::vector<std::string>& v) { return nlohmann::json(v).dump(); }
+
+// The StudyScope condition on study alias `a` (appending its parameters),
+// or "" when the scope admits every study. Constant SQL text whatever the
+// scope holds, so prepared statements are reused.
+std::string scopeCond(const StudyScope& sc, const std::string& a, std::vector<Param>& params, const PhiCodec& phi) {
+  if (sc.all) return "";
+  const std::string grantees = jsonArray(sc.grantees);
+  params.emplace_back(jsonArray(sc.sites));
+  params.emplace_back(sc.physician_names.empty() ? Bytes() : phi.token("phys", sc.physician_names.front()));
+  params.emplace_back(grantees);
+  params.emplace_back(sc.now_unix);
+  params.emplace_back(grantees);
+  params.emplace_back(sc.now_unix);
+  return "(" + a + ".site IN (SELECT value FROM json_each(?)) OR " + a +
+         ".pk IN (SELECT study_pk FROM study_token WHERE token = ?) OR " + a +
+         ".study_uid IN (SELECT study_uid FROM access_grant WHERE grantee IN (SELECT value FROM json_each(?)) "
+         "AND study_uid IS NOT NULL AND (expires = 0 OR expires > ?)) OR " + a +
+         ".patient_pk IN (SELECT pp.pk FROM access_grant g JOIN patient pp ON pp.pkey = g.patient_key "
+         "WHERE g.grantee IN (SELECT value FROM json_each(?)) AND (g.expires = 0 OR g.expires > ?)))";
+}
+
+// " AND cond" or "".
+std::string andScope(const StudyScope& sc, const std::string& a, std::vector<Param>& params, const PhiCodec& phi) {
+  std::string c = scopeCond(sc, a, params, phi);
+  return c.empty() ? c : " AND " + c;
+}
+
 // Builds the FROM/WHERE of a query at `level`; PHI keys become token lookups
 // plus checks on decrypted values.
 Plan planQuery(const Query& q, const PhiCodec& phi) {
@@ -307,9 +343,23 @@ Plan planQuery(const Query& q, const PhiCodec& phi) {
     std::string v = key(t);
     if (!v.empty() && v != "*") plan.patient_checks.emplace_back(f, k, v);
   }
-  if (lv == QueryLevel::kPatient) return plan;
+  if (lv == QueryLevel::kPatient) {
+    std::vector<Param> sp;
+    if (std::string c = scopeCond(q.scope, "s2", sp, phi); !c.empty()) {
+      plan.cond("EXISTS (SELECT 1 FROM study s2 WHERE s2.patient_pk = p.pk AND " + c + ")");
+      plan.params.insert(plan.params.end(), sp.begin(), sp.end());
+    }
+    return plan;
+  }
 
   // Study level.
+  {
+    std::vector<Param> sp;
+    if (std::string c = scopeCond(q.scope, "s", sp, phi); !c.empty()) {
+      plan.cond(c);
+      plan.params.insert(plan.params.end(), sp.begin(), sp.end());
+    }
+  }
   plainCond(plan, "s.study_uid", MatchKind::kUidList, key(tg::kStudyInstanceUid));
   plainCond(plan, "s.study_date", MatchKind::kRange, key(tg::kStudyDate));
   plainCond(plan, "s.study_time", MatchKind::kRange, key(tg::kStudyTime));
@@ -379,11 +429,16 @@ bool checksPass(const std::vector<std::tuple<int, MatchKind, std::string>>& chec
 Status SqliteIndex::query(const Query& q, const std::function<bool(const QueryRow&)>& emit) {
   Plan plan = planQuery(q, phi_);
   if (plan.impossible) return invalidArgument("too many values in a UID list");
-  std::string sql = "SELECT p.pkey, p.phi, "
-                    "(SELECT COUNT(*) FROM study x WHERE x.patient_pk = p.pk), "
-                    "(SELECT COUNT(*) FROM series x JOIN study y ON y.pk = x.study_pk WHERE y.patient_pk = p.pk), "
-                    "(SELECT COUNT(*) FROM instance x JOIN series y ON y.pk = x.series_pk JOIN study z ON "
-                    "z.pk = y.study_pk WHERE z.patient_pk = p.pk)";
+  // Patient-level counts include only the studies in scope: no trace of the others.
+  std::vector<Param> params;
+  std::string sql = "SELECT p.pkey, p.phi, (SELECT COUNT(*) FROM study x WHERE x.patient_pk = p.pk" +
+                    andScope(q.scope, "x", params, phi_) +
+                    "), (SELECT COUNT(*) FROM series x JOIN study y ON y.pk = x.study_pk WHERE y.patient_pk = p.pk" +
+                    andScope(q.scope, "y", params, phi_) +
+                    "), (SELECT COUNT(*) FROM instance x JOIN series y ON y.pk = x.series_pk JOIN study z ON "
+                    "z.pk = y.study_pk WHERE z.patient_pk = p.pk" +
+                    andScope(q.scope, "z", params, phi_) + ")";
+  params.insert(params.end(), plan.params.begin(), plan.params.end());
   const QueryLevel lv = q.level;
   if (lv != QueryLevel::kPatient)
     sql += ", s.study_uid, s.study_date, s.study_time, s.description, s.phi, "
@@ -403,7 +458,7 @@ Status SqliteIndex::query(const Query& q, const std::function<bool(const QueryRo
 
   std::lock_guard lock(read_mu_);
   ASSIGN_OR_RETURN(Stmt st, reader_->prepare(sql));
-  bindAll(st, plan.params);
+  bindAll(st, params);
   size_t emitted = 0;
   while (true) {
     ASSIGN_OR_RETURN(bool row, st.step());
@@ -503,13 +558,16 @@ StatusOr<std::optional<InstanceLocation>> SqliteIndex::findInstance(const std::s
   Query q;
   q.level = QueryLevel::kImage;
   q.keys[tg::kSopInstanceUid] = sop_uid;
+  q.scope = StudyScope::everything();  // a lookup by UID for the services, not a user's query
   ASSIGN_OR_RETURN(auto v, instancesFor(q));
   if (v.empty()) return std::optional<InstanceLocation>();
   return std::optional<InstanceLocation>(v.front());
 }
 
 Status SqliteIndex::forEachInstance(const std::function<void(const InstanceLocation&)>& fn) {
-  ASSIGN_OR_RETURN(auto all, instancesFor(Query{}));
+  Query everything;
+  everything.scope = StudyScope::everything();
+  ASSIGN_OR_RETURN(auto all, instancesFor(everything));
   for (const auto& loc : all) fn(loc);
   return okStatus();
 }
@@ -530,13 +588,14 @@ Status SqliteIndex::add(const DicomNode& n) {
   RETURN_IF_ERROR(validateCidr(n.source_cidr));
   return withWriter([&]() -> Status {
   ASSIGN_OR_RETURN(Stmt st, writer_->prepare("INSERT INTO node(ae_title, source_cidr, cert_sha256, permissions, "
-                                             "move_host, move_port) VALUES (?, ?, ?, ?, ?, ?)"));
+                                             "move_host, move_port, site) VALUES (?, ?, ?, ?, ?, ?, ?)"));
   Status s = st.bind(1, n.ae_title)
                  .bind(2, n.source_cidr)
                  .bind(3, n.cert_sha256)
                  .bind(4, formatPermissions(n.permissions))
                  .bind(5, n.move_host)
                  .bind(6, int64_t{n.move_port})
+                 .bind(7, n.site.empty() ? std::string("main") : n.site)
                  .run();
   if (s.code() == StatusCode::kAlreadyExists) return alreadyExists("node " + n.ae_title + " already exists");
   return s;
@@ -567,7 +626,7 @@ Status SqliteIndex::withWriter(const std::function<Status()>& fn) {
 StatusOr<std::vector<DicomNode>> SqliteIndex::list() {
   std::lock_guard lock(read_mu_);
   ASSIGN_OR_RETURN(Stmt st, reader_->prepare("SELECT ae_title, source_cidr, cert_sha256, permissions, move_host, "
-                                             "move_port FROM node ORDER BY ae_title"));
+                                             "move_port, site FROM node ORDER BY ae_title"));
   std::vector<DicomNode> out;
   while (true) {
     ASSIGN_OR_RETURN(bool row, st.step());
@@ -575,6 +634,7 @@ StatusOr<std::vector<DicomNode>> SqliteIndex::list() {
     DicomNode n{st.text(0), st.text(1), st.text(2), 0, st.text(4), static_cast<uint16_t>(st.i64(5))};
     auto perms = parsePermissions(st.text(3));
     n.permissions = perms.ok() ? *perms : 0;
+    n.site = st.text(6);
     out.push_back(std::move(n));
   }
   st.reset();
