@@ -867,9 +867,7 @@ StatusOr<std::unique_ptr<AuthService>> AuthService::open(const std::string& db_p
                                                          AuthConfig config) {
   ASSIGN_OR_RETURN(auto db, Db::open(db_path));
   std::unordered_set<std::string> blocklist;
-  if (!config.blocklist_path.empty()) {
-    ASSIGN_OR_RETURN(blocklist, auth::PasswordPolicy::loadBlocklist(config.blocklist_path));
-  }
+  if (!config.blocklist_path.empty()) RETURN_IF_ERROR(auth::PasswordPolicy::loadBlocklist(config.blocklist_path, blocklist));
   auth::PasswordPolicy::parseBlocklist(auth::kBuiltinBlocklist, blocklist);
   auto s = std::make_unique<SqliteAuthService>(std::move(db), keyring, random, clock, audit, std::move(config),
                                                std::move(blocklist));

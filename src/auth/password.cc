@@ -46,14 +46,13 @@ PasswordPolicy::PasswordPolicy(PasswordRules rules, std::unordered_set<std::stri
   dummy_hash_ = out;
 }
 
-StatusOr<std::unordered_set<std::string>> PasswordPolicy::loadBlocklist(const std::string& path) {
+Status PasswordPolicy::loadBlocklist(const std::string& path, std::unordered_set<std::string>& out) {
   std::ifstream in(path);
   if (!in) return notFound("cannot read password blocklist " + path);
   std::stringstream text;
   text << in.rdbuf();
-  std::unordered_set<std::string> out;
   parseBlocklist(text.str(), out);
-  return out;
+  return okStatus();
 }
 
 void PasswordPolicy::parseBlocklist(std::string_view text, std::unordered_set<std::string>& out) {

@@ -28,7 +28,8 @@ class PasswordPolicy {
  public:
   // `blocklist`: one password per line (compared after normalisation, case-insensitively).
   PasswordPolicy(PasswordRules rules, std::unordered_set<std::string> blocklist);
-  static StatusOr<std::unordered_set<std::string>> loadBlocklist(const std::string& path);
+  // Adds the passwords of the file at `path` to `out`.
+  static Status loadBlocklist(const std::string& path, std::unordered_set<std::string>& out);
   // One password per line; '#' starts a comment line. Adds to `out`.
   static void parseBlocklist(std::string_view text, std::unordered_set<std::string>& out);
 
