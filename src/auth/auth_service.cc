@@ -2,6 +2,9 @@
 // migrations/0002_identity.sql), on its own connection.
 #include "bastion/auth/auth_service.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -61,6 +64,7 @@ struct LockState {
   int consecutive = 0;
   int rounds = 0;
   int64_t locked_until = 0;
+  int64_t last_failure = 0;
 };
 
 struct UserRow {
@@ -149,7 +153,11 @@ class SqliteAuthService final : public AuthService {
                                            "WHERE pk = ?"));
     Status s = st.bind(1, int64_t{disabled}).bind(2, r->pk).run();
     if (s.ok()) s = revokeAll(r->pk, /*tokens=*/disabled);
-    if (s.ok() && !disabled) locks_.erase(r->username);
+    if (s.ok() && !disabled) {
+      locks_.erase(r->username);
+      for (auto it = hard_.begin(); it != hard_.end();)
+        it = it->first.rfind(r->username + "|", 0) == 0 ? hard_.erase(it) : std::next(it);
+    }
     auditAdmin(disabled ? "user-disable" : "user-enable", r->username, by, s, "");
     return s;
   }
@@ -163,23 +171,28 @@ class SqliteAuthService final : public AuthService {
     ASSIGN_OR_RETURN(Stmt st, db_->prepare("UPDATE user SET password_hash = ?, must_enrol = 1, password_changed = ? "
                                            "WHERE pk = ?"));
     Status s = st.bind(1, hash).bind(2, nowUnix()).bind(3, r->pk).run();
-    if (s.ok()) s = revokeAll(r->pk, false);
+    if (s.ok()) s = revokeAll(r->pk, true);
     auditAdmin("user-reset-password", r->username, by, s, "");
     RETURN_IF_ERROR(s);
     return otp;
   }
 
-  Status resetMfa(const std::string& username, const std::string& by) override {
+  StatusOr<std::string> resetMfa(const std::string& username, const std::string& by) override {
+    // Whoever knows the password must not enrol a new factor alone: a new
+    // one-time password goes to the owner through the administrator.
+    const std::string otp = oneTimePassword();
+    ASSIGN_OR_RETURN(std::string hash, passwords_.hash(otp));
     std::lock_guard lock(mu_);
     ASSIGN_OR_RETURN(auto r, loadUserNormalized(username));
     if (!r) return notFound("no user " + username);
-    ASSIGN_OR_RETURN(Stmt st, db_->prepare("UPDATE user SET mfa_secret = NULL, mfa_pending = NULL, mfa_last_step = 0 "
-                                           "WHERE pk = ?"));
-    Status s = st.bind(1, r->pk).run();
+    ASSIGN_OR_RETURN(Stmt st, db_->prepare("UPDATE user SET mfa_secret = NULL, mfa_pending = NULL, mfa_last_step = 0, "
+                                           "password_hash = ?, must_enrol = 1, password_changed = ? WHERE pk = ?"));
+    Status s = st.bind(1, hash).bind(2, nowUnix()).bind(3, r->pk).run();
     if (s.ok()) s = deleteRecoveryCodes(r->pk);
-    if (s.ok()) s = revokeAll(r->pk, false);
+    if (s.ok()) s = revokeAll(r->pk, true);
     auditAdmin("user-reset-mfa", r->username, by, s, "");
-    return s;
+    RETURN_IF_ERROR(s);
+    return otp;
   }
 
   Status setRoles(const std::string& username, const std::vector<std::string>& roles, const std::string& by) override {
@@ -229,10 +242,15 @@ class SqliteAuthService final : public AuthService {
     std::lock_guard lock(mu_);
     ASSIGN_OR_RETURN(auto r, loadUserNormalized(username));
     if (!r || r->mfa_pending.empty()) return unauthenticated(kInvalid);
+    if (auto it = locks_.find(r->username); it != locks_.end() && it->second.locked_until > nowUnix())
+      return resourceExhausted("too many failed attempts; try again later");
     ASSIGN_OR_RETURN(Bytes secret, openSecret(r->pk, r->mfa_pending));
     auto step = auth::verifyTotp(secret, code, clock_.now(), 0);
-    audit("mfa-enrol-confirm", r->username, from, step.status(), "");
-    RETURN_IF_ERROR(step.status());
+    if (!step.ok()) {
+      recordFailure(r->username, &*r, from, "enrolment code");
+      return unauthenticated(kInvalid);
+    }
+    audit("mfa-enrol-confirm", r->username, from, okStatus(), "");
     ASSIGN_OR_RETURN(Stmt st, db_->prepare("UPDATE user SET mfa_secret = mfa_pending, mfa_pending = NULL, "
                                            "mfa_last_step = ?, must_enrol = 0 WHERE pk = ?"));
     RETURN_IF_ERROR(st.bind(1, static_cast<int64_t>(*step)).bind(2, r->pk).run());
@@ -259,7 +277,7 @@ class SqliteAuthService final : public AuthService {
     if (!r) return unauthenticated(kInvalid);
     ASSIGN_OR_RETURN(Stmt st, db_->prepare("UPDATE user SET password_hash = ?, password_changed = ? WHERE pk = ?"));
     Status s = st.bind(1, hash).bind(2, nowUnix()).bind(3, r->pk).run();
-    if (s.ok()) s = revokeAll(r->pk, false);
+    if (s.ok()) s = revokeAll(r->pk, true);
     audit("password-change", p.name, from, s, "");
     return s;
   }
@@ -313,12 +331,15 @@ class SqliteAuthService final : public AuthService {
     const int64_t last = st.i64(1), expires = st.i64(2);
     const std::string name = st.text(3);
     st.reset();
-    if (now >= expires || now - last > cfg_.session_idle.count()) {
+    ASSIGN_OR_RETURN(auto r, loadUser(name));
+    // Administrators' sessions idle out sooner (15 min).
+    const bool admin = r && (principalOf(*r, "").permissions & (kPermManageUsers | kPermManageNodes | kPermManageConfig));
+    const int64_t idle = admin ? std::min<int64_t>(cfg_.session_idle.count(), 900) : cfg_.session_idle.count();
+    if (now >= expires || now - last > idle) {
       ASSIGN_OR_RETURN(Stmt del, db_->prepare("DELETE FROM session WHERE token_hash = ?"));
       RETURN_IF_ERROR(del.bind(1, ByteView(h)).run());
       return unauthenticated("session expired");
     }
-    ASSIGN_OR_RETURN(auto r, loadUser(name));
     if (!r || r->disabled) return unauthenticated("invalid session");
     ASSIGN_OR_RETURN(Stmt up, db_->prepare("UPDATE session SET last_seen = ? WHERE token_hash = ?"));
     RETURN_IF_ERROR(up.bind(1, now).bind(2, ByteView(h)).run());
@@ -425,35 +446,35 @@ class SqliteAuthService final : public AuthService {
       auto it = c.find(k);
       return it != c.end() && it->is_string() ? it->get<std::string>() : std::string();
     };
-    std::string name = str(cfg_.jwt_username_claim);
-    if (name.empty()) name = str("sub");
-    auto norm = normalizeUsername(name);
-    if (!norm.ok()) {
-      audit("jwt-auth", "", from, norm.status(), "");
+    // The identity is the provider's stable subject ("sub", unique per issuer
+    // by OIDC Core), never a display name that users can choose or change:
+    // principal "oidc:<sub>". It is not merged with a local account of a
+    // similar name; roles, site and groups come from the token's claims.
+    const std::string sub = str("sub");
+    bool printable = !sub.empty() && sub.size() <= 255;
+    for (unsigned char ch : sub) printable = printable && ch > 0x20 && ch < 0x7f && ch != ',';
+    if (!printable) {
+      audit("jwt-auth", "", from, unauthenticated("token without a usable subject"), "");
       return unauthenticated(kInvalid);
     }
     std::lock_guard lock(mu_);
-    ASSIGN_OR_RETURN(auto local, loadUser(*norm));
-    if (local && local->disabled) {
-      audit("jwt-auth", *norm, from, unauthenticated("user disabled"), "");
-      return unauthenticated(kInvalid);
-    }
-    // Claims map to local roles (names the role table knows) and a site.
     UserRow r;
-    r.username = *norm;
+    r.username = "oidc:" + sub;
     r.site = str(cfg_.jwt_site_claim);
-    if (local) {
-      r = *local;  // a local account of the same name: its roles, site and grants apply
-    } else if (auto it = c.find(cfg_.jwt_roles_claim); it != c.end() && it->is_array()) {
-      std::vector<std::string> roles;
+    std::vector<std::string> roles, groups;
+    if (auto it = c.find(cfg_.jwt_roles_claim); it != c.end() && it->is_array())
       for (const auto& v : *it)
         if (v.is_string() && roleExistsLocked(v.get<std::string>())) roles.push_back(v.get<std::string>());
-      r.roles = joinList(roles);
-    }
-    audit("jwt-auth", r.username, from, okStatus(), "roles=" + r.roles);
+    if (auto it = c.find("groups"); it != c.end() && it->is_array())
+      for (const auto& v : *it)
+        if (v.is_string() && v.get<std::string>().find(',') == std::string::npos) groups.push_back(v.get<std::string>());
+    r.roles = joinList(roles);
+    r.groups = joinList(groups);
+    const std::string shown = str(cfg_.jwt_username_claim);
+    audit("jwt-auth", r.username, from, okStatus(),
+          "roles=" + r.roles + (shown.empty() ? "" : " name=" + shown.substr(0, 64)));
     return principalOf(r, "jwt");
   }
-
   StatusOr<Principal> dicomIdentity(int type, const std::string& primary, const std::string& secondary,
                                     const Origin& from) override {
     if (type == 5) return jwt(primary, from);
@@ -486,7 +507,7 @@ class SqliteAuthService final : public AuthService {
     p.name = n.ae_title;
     p.auth_method = n.cert_sha256.empty() ? "address" : "certificate";
     p.permissions = n.permissions;
-    p.scope_rules = kScopeSite;
+    p.scope_rules = n.scope_rules;
     p.site = n.site;
     p.via_node = n.ae_title;
     return p;
@@ -542,8 +563,9 @@ class SqliteAuthService final : public AuthService {
     e.study_uid = study_uid;
     e.rule = d.rule;
     e.severity = "high";
-    (void)audit_.append(e);
+    Status audited = audit_.append(e);
     RETURN_IF_ERROR(s);
+    if (!audited.ok()) return unavailable("emergency access needs its audit record: " + audited.message());
     ASSIGN_OR_RETURN(int64_t id, insertGrant("user:" + who.name, study_uid, "", "", cfg_.break_glass, "emergency",
                                              reason, who.name));
     ASSIGN_OR_RETURN(auto all, listGrants(true));
@@ -685,35 +707,67 @@ class SqliteAuthService final : public AuthService {
   }
 
   // Checks the password under the throttles; returns the user row, or the
-  // one error every failure shares.
+  // one error every failure shares. Argon2id runs outside the lock, so slow
+  // hashing never stalls sessions, tokens or other logins.
   StatusOr<UserRow> checkPassword(const std::string& username, const std::string& password, const Origin& from,
                                   const char* action) {
     auto norm = normalizeUsername(username);
     const std::string name = norm.ok() ? *norm : std::string("?");
-    std::lock_guard lock(mu_);
-    if (!sources_.allowed(from.address, steadyNow())) {
-      audit(action, "", from, resourceExhausted("source address blocked after repeated failures"), "");
-      return resourceExhausted("too many failed attempts; try again later");
+    std::optional<UserRow> r;
+    bool locked = false;
+    {
+      std::lock_guard lock(mu_);
+      if (!sources_.allowed(from.address, steadyNow())) {
+        audit(action, "", from, resourceExhausted("source address blocked after repeated failures"), "");
+        return resourceExhausted("too many failed attempts; try again later");
+      }
+      auto it = locks_.find(name);
+      locked = it != locks_.end() && it->second.locked_until > nowUnix();
+      ASSIGN_OR_RETURN(r, loadUser(name));
     }
-    LockState& ls = locks_[name];
-    if (ls.locked_until > nowUnix()) {
+    if (locked) {
       passwords_.dummyVerify(password);
+      std::lock_guard lock(mu_);
       sources_.recordFailure(from.address, steadyNow());
       audit(action, "", from, resourceExhausted("account locked after repeated failures"), "");
       return resourceExhausted("too many failed attempts; try again later");
     }
-    ASSIGN_OR_RETURN(auto r, loadUser(name));
     const bool ok = r ? passwords_.verify(password, r->password_hash) : (passwords_.dummyVerify(password), false);
-    if (!ok || r->disabled || r->failed_logins >= cfg_.hard_limit) {
-      recordFailure(name, r ? &*r : nullptr, from, !r ? "unknown user" : !ok ? "password" : "account disabled");
+    std::optional<std::string> rehash;
+    if (ok && passwords_.needsRehash(r->password_hash)) {
+      auto h = passwords_.hash(password);
+      if (h.ok()) rehash = *h;
+    }
+    std::lock_guard lock(mu_);
+    const bool hard_locked = hard_[hardKey(name, from.address)] >= cfg_.hard_limit;
+    if (!ok || r->disabled || hard_locked) {
+      recordFailure(name, r ? &*r : nullptr, from,
+                    !r ? "unknown user" : !ok ? "password" : r->disabled ? "account disabled" : "hard limit reached");
       return unauthenticated(kInvalid);
     }
-    if (passwords_.needsRehash(r->password_hash)) {
-      auto h = passwords_.hash(password);
+    if (rehash) {
       auto st = db_->prepare("UPDATE user SET password_hash = ? WHERE pk = ?");
-      if (h.ok() && st.ok()) (void)st->bind(1, *h).bind(2, r->pk).run();
+      if (st.ok()) (void)st->bind(1, *rehash).bind(2, r->pk).run();
     }
     return *r;
+  }
+
+  // The consecutive-failure hard limit counts per account and source
+  // network (/24, /64): an attacker who reaches it locks out only his own
+  // networks, never the account's owner elsewhere.
+  static std::string hardKey(const std::string& name, const std::string& address) {
+    unsigned char buf[16] = {};
+    char out[INET6_ADDRSTRLEN] = {};
+    if (inet_pton(AF_INET, address.c_str(), buf) == 1) {
+      buf[3] = 0;
+      inet_ntop(AF_INET, buf, out, sizeof out);
+    } else if (inet_pton(AF_INET6, address.c_str(), buf) == 1) {
+      std::fill(buf + 8, buf + 16, 0);
+      inet_ntop(AF_INET6, buf, out, sizeof out);
+    } else {
+      return name + "|" + address;
+    }
+    return name + "|" + out;
   }
 
   // "totp" or "recovery-code" as the message of an OK status, or an error.
@@ -740,41 +794,54 @@ class SqliteAuthService final : public AuthService {
 
   void recordFailure(const std::string& name, const UserRow* r, const Origin& from, const std::string& what) {
     sources_.recordFailure(from.address, steadyNow());
+    const int64_t now = nowUnix();
     LockState& ls = locks_[name];
     ++ls.consecutive;
-    std::string severity;
+    ls.last_failure = now;
+    std::string severity, note;
     if (ls.consecutive % cfg_.lock_after == 0) {
       const double factor = std::pow(2.0, std::min(ls.rounds, 20));
       const int64_t secs = std::min<int64_t>(static_cast<int64_t>(cfg_.lock_first.count() * factor),
                                              cfg_.lock_max.count());
-      ls.locked_until = nowUnix() + secs;
+      ls.locked_until = now + secs;
       ++ls.rounds;
       severity = "high";
+      note = "; account locked for " + std::to_string(secs) + " s";
+    }
+    if (++hard_[hardKey(name, from.address)] == cfg_.hard_limit) {
+      severity = "high";
+      note += "; hard limit reached from this network";
     }
     if (r) {
       auto st = db_->prepare("UPDATE user SET failed_logins = failed_logins + 1 WHERE pk = ?");
       if (st.ok()) (void)st->bind(1, r->pk).run();
-      if (r->failed_logins + 1 == cfg_.hard_limit) severity = "high";
     }
     AuditEvent e = event("login", r ? r->username : "", from, unauthenticated(what), "");
     e.severity = severity;
-    if (!severity.empty()) e.detail += "; account locked";
+    e.detail += note;
     (void)audit_.append(e);
-    pruneLocks();
+    pruneLocks(now);
   }
 
+  // A success clears the account's counters, not the source's: one good login
+  // must not launder an address that sprays guesses at other accounts.
   void recordSuccess(const UserRow& r, const Origin& from) {
-    sources_.recordSuccess(from.address);
     locks_.erase(r.username);
+    hard_.erase(hardKey(r.username, from.address));
     auto st = db_->prepare("UPDATE user SET failed_logins = 0 WHERE pk = ?");
     if (st.ok()) (void)st->bind(1, r.pk).run();
   }
 
-  void pruneLocks() {
+  // Forgets names that are neither locked nor recently failing, so that made-up
+  // names cannot grow the map without bound nor wash out a target's state.
+  void pruneLocks(int64_t now) {
     if (locks_.size() < 10000) return;
-    const int64_t now = nowUnix();
+    const int64_t quiet = now - cfg_.lock_max.count();
     for (auto it = locks_.begin(); it != locks_.end();)
-      it = it->second.locked_until < now ? locks_.erase(it) : std::next(it);
+      it = it->second.locked_until < now && it->second.last_failure < quiet ? locks_.erase(it) : std::next(it);
+    if (hard_.size() > 100000)  // keep only the networks that reached the hard limit
+      for (auto it = hard_.begin(); it != hard_.end();)
+        it = it->second < cfg_.hard_limit ? hard_.erase(it) : std::next(it);
   }
 
   Status revokeAll(int64_t user_pk, bool tokens) {
@@ -797,13 +864,18 @@ class SqliteAuthService final : public AuthService {
     const std::string type = colon == std::string::npos ? "" : grantee.substr(0, colon);
     if ((type != "user" && type != "group" && type != "node") || colon + 1 >= grantee.size())
       return invalidArgument("grantee must be user:NAME, group:NAME or node:AE");
+    std::string subject = grantee;
+    if (type == "user" && grantee.rfind("user:oidc:", 0) != 0) {  // local user names are case-insensitive
+      ASSIGN_OR_RETURN(std::string n, normalizeUsername(grantee.substr(colon + 1)));
+      subject = "user:" + n;
+    }
     if (study_uid.empty() == patient_id.empty()) return invalidArgument("grant either a study or a patient");
     if (!study_uid.empty() && !isValidUid(study_uid)) return invalidArgument("invalid Study Instance UID");
     const int64_t now = nowUnix();
     std::lock_guard lock(mu_);
     ASSIGN_OR_RETURN(Stmt st, db_->prepare("INSERT INTO access_grant(grantee, study_uid, patient_key, kind, reason, "
                                            "granted_by, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
-    st.bind(1, grantee);
+    st.bind(1, subject);
     if (!study_uid.empty()) st.bind(2, study_uid);
     if (!patient_id.empty()) st.bind(3, ByteView(phi_.token("pkey", patient_id + '\\' + issuer)));
     Status s = st.bind(4, kind).bind(5, reason).bind(6, by).bind(7, now)
@@ -850,6 +922,7 @@ class SqliteAuthService final : public AuthService {
   index::PhiCodec phi_;
   guard::FailureThrottle sources_;
   std::map<std::string, LockState> locks_;
+  std::map<std::string, int> hard_;  // consecutive failures per "name|network"
   std::unique_ptr<auth::JwtVerifier> jwt_;
   Policy policy_;
 };
@@ -859,6 +932,7 @@ class SqliteAuthService final : public AuthService {
 Principal AuthService::throughNode(Principal user, const DicomNode& node) {
   user.permissions &= node.permissions | kPermDeidentified;  // restrictions stay
   user.via_node = node.ae_title;
+  if (!(node.scope_rules & kScopeAll)) user.restrict_site = node.site;
   return user;
 }
 

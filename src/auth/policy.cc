@@ -87,9 +87,10 @@ Decision Policy::decide(const Principal& who, Action action, const Resource& wha
     return d;
   }
   StudyScope& s = d.scope;
+  if (!who.restrict_site.empty()) s.restrict_sites.push_back(who.restrict_site);
   if (who.scope_rules & kScopeAll) {
     s.all = true;
-    d.rule = std::string("allow:scope-all:") + actionName(action);
+    d.rule = std::string("allow:scope-all:") + actionName(action) + (who.restrict_site.empty() ? "" : "+node-site");
     return d;
   }
   std::string rule = std::string("allow:scope:") + actionName(action) + ":grants";
@@ -101,6 +102,7 @@ Decision Policy::decide(const Principal& who, Action action, const Resource& wha
     s.physician_names.push_back(normalizePersonName(who.physician_name));
     rule += "+referring";
   }
+  if (!who.restrict_site.empty()) rule += "+node-site";
   s.grantees = who.grantees();
   s.now_unix = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   d.rule = std::move(rule);

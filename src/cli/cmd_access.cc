@@ -9,6 +9,7 @@
 namespace bastion::cli {
 
 std::string readSecret(const std::string& prompt);  // cmd_user.cc
+std::string operatorName();                        // cmd_user.cc
 
 namespace {
 
@@ -31,8 +32,7 @@ int run(const std::string& cmd, const AccessOptions& o) {
   auto archive = server::openArchive(o.config);
   if (!archive.ok()) return fail(cmd.c_str(), archive.status());
   AuthService& auth = *(*archive)->auth;
-  const char* u = std::getenv("USER");
-  const std::string by = std::string("os:") + (u ? u : "?");
+  const std::string by = operatorName();
   if (cmd == "grant add") {
     auto id = auth.addGrant(o.grantee, o.study, o.patient_id, o.issuer, std::chrono::hours(o.hours), o.reason, by);
     if (!id.ok()) return fail("grant add", id.status());

@@ -11,7 +11,7 @@ namespace {
 
 struct NodeOptions {
   std::string config = "/var/lib/bastion/bastion.toml";
-  std::string ae, cidr, cert, cert_sha256, perms, role, move_host, name, out_key, out_cert, site = "main";
+  std::string ae, cidr, cert, cert_sha256, perms, role, move_host, name, out_key, out_cert, site = "main", scope = "site";
   int move_port = 0;
   bool server = false;
 };
@@ -35,6 +35,10 @@ int add(const NodeOptions& o) {
   n.move_host = o.move_host;
   n.move_port = static_cast<uint16_t>(o.move_port);
   n.site = o.site;
+  auto scope = parseScopeRules(o.scope);
+  if (!scope.ok() || (*scope != kScopeSite && *scope != kScopeAll))
+    return fail(invalidArgument("--scope is site or all"));
+  n.scope_rules = *scope;
   std::string perm_list = o.perms;
   if (!o.role.empty()) {  // a node role: its permissions from the role table
     auto archive = server::openArchive(o.config);
@@ -73,7 +77,7 @@ int list(const NodeOptions& o) {
     if (!all.ok()) return fail(all.status());
     for (const auto& n : *all)
       std::cout << n.ae_title << "\t" << n.source_cidr << "\t" << (n.cert_sha256.empty() ? "-" : n.cert_sha256) << "\t"
-                << formatPermissions(n.permissions) << "\tsite=" << n.site << "\t"
+                << formatPermissions(n.permissions) << "\tsite=" << n.site << "\tscope=" << formatScopeRules(n.scope_rules) << "\t"
                 << (n.move_host.empty() ? "-" : n.move_host + ":" + std::to_string(n.move_port)) << "\n";
     return 0;
   });
@@ -115,7 +119,8 @@ void addNode(CLI::App& app, Action& action) {
   a->add_option("--cert-sha256", o->cert_sha256, "Or the fingerprint itself");
   a->add_option("--perm", o->perms, "Permissions: echo,store,find,get,move");
   a->add_option("--role", o->role, "Node role whose permissions it gets: modality, workstation");
-  a->add_option("--site", o->site, "Site: studies it stores belong to it; what it sees without user identity");
+  a->add_option("--site", o->site, "Site: the studies it stores belong to it");
+  a->add_option("--scope", o->scope, "What it sees: site (its site's studies) or all; users through it see no more");
   a->add_option("--move-host", o->move_host, "As a C-MOVE destination: its host");
   a->add_option("--move-port", o->move_port, "As a C-MOVE destination: its TLS port")->check(CLI::Range(0, 65535));
   a->callback([&action, o] { action = [o] { return add(*o); }; });

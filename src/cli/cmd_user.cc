@@ -2,6 +2,7 @@
 // and bastion token create|list|revoke, bastion role list|set.
 // Run on the server by its operator (who holds the key file): these are the
 // administrator's tools; every change is audited with the acting OS user.
+#include <pwd.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -26,11 +27,16 @@ int fail(const char* what, const Status& s) {
   return 1;
 }
 
-// The operating-system user running the command, for the audit record.
+}  // namespace
+
+// The operating-system user running the command, for the audit record (from
+// the real uid, not from the environment, which the caller controls).
 std::string operatorName() {
-  const char* u = std::getenv("USER");
-  return std::string("os:") + (u ? u : std::to_string(::getuid()));
+  const passwd* pw = ::getpwuid(::getuid());
+  return std::string("os:") + (pw && pw->pw_name ? pw->pw_name : std::to_string(::getuid()));
 }
+
+namespace {
 
 template <typename Fn>
 int withAuth(const UserOptions& o, const char* what, Fn fn) {
@@ -146,7 +152,10 @@ int userCommand(const std::string& sub, const UserOptions& o) {
       printOneTime(o.name, *otp);
       return 0;
     } else if (sub == "reset-mfa") {
-      s = auth.resetMfa(o.name, by);
+      auto otp = auth.resetMfa(o.name, by);
+      if (!otp.ok()) return fail("user reset-mfa", otp.status());
+      printOneTime(o.name, *otp);
+      return 0;
     } else if (sub == "set-roles") {
       s = auth.setRoles(o.name, o.roles, by);
     }
@@ -223,7 +232,7 @@ void addUser(CLI::App& app, Action& action) {
   sub("disable", "Disable an account (revokes its sessions and tokens)");
   sub("enable", "Enable an account (also clears a lock-out)");
   sub("reset-password", "Issue a new one-time password");
-  sub("reset-mfa", "Remove the second factor and recovery codes");
+  sub("reset-mfa", "Remove the second factor and recovery codes (prints a one-time password)");
   sub("set-roles", "Replace the roles of an account")->add_option("--role", o->roles, "Role (repeatable)")->required();
   sub("enrol", "Set a password and enrol a second factor (reads from stdin)");
 

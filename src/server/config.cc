@@ -55,8 +55,8 @@ StatusOr<Config> parseAuth(const toml::table& t, const std::filesystem::path& ba
   x.jwt_site_claim = o["site_claim"].value_or(x.jwt_site_claim);
   // Argon2id below OWASP's floor (19 MiB, 2 passes) only for tests, never below 1 MiB.
   if (x.argon2_ops < 1 || x.argon2_ops > 10 || x.argon2_mem_kib < 1024 || x.argon2_mem_kib > (4u << 20) ||
-      x.session_idle.count() < 60 || x.session_idle.count() > 3600 || x.session_absolute.count() < 60 ||
-      x.session_absolute.count() > 24 * 3600 || x.break_glass.count() < 60 || x.break_glass.count() > 24 * 3600 ||
+      x.session_idle.count() < 60 || x.session_idle.count() > 1800 || x.session_absolute.count() < 60 ||
+      x.session_absolute.count() > 12 * 3600 || x.break_glass.count() < 60 || x.break_glass.count() > 24 * 3600 ||
       x.lock_after < 1 || x.lock_after > 100 || x.lock_first.count() < 1 || x.lock_max < x.lock_first ||
       x.hard_limit < x.lock_after || x.hard_limit > 100 || x.source_failures < 1 || x.jwt_leeway.count() < 0 ||
       x.jwt_leeway.count() > 300)

@@ -62,9 +62,9 @@ class Server:
         return key, cert
 
     def add_node(self, ae, perms="echo,store,find,get,move", cidr="127.0.0.1/32", cert_of=None, move_port=None,
-                 site="main", role=None):
+                 site="main", role=None, scope="site"):
         key, cert = self.issue(cert_of or ae, server=bool(move_port))
-        args = ["node", "add", "--ae", ae, "--cidr", cidr, "--cert", str(cert), "--site", site]
+        args = ["node", "add", "--ae", ae, "--cidr", cidr, "--cert", str(cert), "--site", site, "--scope", scope]
         args += ["--role", role] if role else ["--perm", perms]
         if move_port:
             args += ["--move-host", "127.0.0.1", "--move-port", str(move_port)]

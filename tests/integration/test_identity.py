@@ -34,7 +34,10 @@ def world(tmp_path_factory):
     s = Server(base / "bastion", extra_config=AUTH_CONFIG + idp.config())
     s.add_node("MODN", role="modality", site="north")
     s.add_node("MODS", role="modality", site="south")
-    s.add_node("WS1", perms="echo,store,find,get,move", site="north")  # a workstation that may do everything
+    # A reading-room workstation used by every site's users (scope all), and one
+    # that belongs to the north site (scope site).
+    s.add_node("WS1", perms="echo,store,find,get,move", site="north", scope="all")
+    s.add_node("WSN", perms="echo,find,get", site="north")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dest_port = sock.getsockname()[1]
@@ -85,7 +88,7 @@ def world(tmp_path_factory):
 
 # Expected visibility: principal -> studies it may see (None = the node itself, no user identity).
 VISIBLE = {
-    None: {NORTH},                   # the node WS1 (site north) without user identity
+    None: {NORTH, SOUTH, SOUTH2},    # the node WS1 (scope all) without user identity
     "rad_north": {NORTH},
     "rad_south": {SOUTH, SOUTH2},
     "house": {NORTH},                # referring physician of the north study only
@@ -161,6 +164,20 @@ def test_access_matrix(world, name):
     r = scu(world["server"], world["ws"], "store", str(f), **as_user(world, name))
     expected = "0x0000" if name in CAN_STORE else "0x0124"
     assert ("STATUS " + expected) in r.stdout.replace("0X", "0x"), r.stdout
+
+
+def test_user_through_a_site_node_sees_the_intersection(world):
+    s, wsn = world["server"], world["server"].nodes["WSN"]
+    for name, expected in (("rad_south", set()), ("rad_north", {NORTH}), ("erin", {NORTH}), (None, {NORTH})):
+        r = scu(s, wsn, "find", "--level", "STUDY", "-k", "StudyInstanceUID=", **as_user(world, name))
+        assert status_of(r)[0] == "0x0000", r.stdout
+        assert {m["0020000D"] for m in matches(r)} & {NORTH, SOUTH, SOUTH2} == expected, (name, r.stdout)
+        g = scu(s, wsn, "get", "--level", "STUDY", "-k", "StudyInstanceUID=" + SOUTH, **as_user(world, name))
+        assert status_of(g)[0] == "0x0124", (name, g.stdout)
+    # WSN may not move: the user's move permission does not survive the intersection.
+    m = scu(s, wsn, "move", "--level", "STUDY", "-k", "StudyInstanceUID=" + NORTH, "--dest", "DEST",
+            **as_user(world, "rad_north"))
+    assert status_of(m)[0] == "0x0124", m.stdout
 
 
 def test_every_decision_is_audited_with_its_rule(world):

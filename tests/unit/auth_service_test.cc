@@ -215,19 +215,46 @@ TEST_F(AuthServiceTest, BruteForceIsThrottledAndTheUserGetsBackIn) {
   EXPECT_TRUE(locked_audited);
 }
 
-TEST_F(AuthServiceTest, HardLimitAfterHundredConsecutiveFailures) {
-  enrolled("alice");
+TEST_F(AuthServiceTest, HardLimitLocksTheAttackersNetworkNotTheOwner) {
+  const Bytes secret = enrolled("alice");
   for (int round = 0; round < 12; ++round) {
     for (int i = 0; i < 10; ++i)
       (void)auth_->authenticate("alice", "nope nope nope", "123456", {"198.51.100." + std::to_string(round), "", ""});
     clock_.advance(3601s);
   }
   EXPECT_GE(auth_->showUser("alice")->failed_logins, 100);
-  // Locked until an administrator enables the account again.
-  auto r = auth_->authenticate("alice", kPassword, "123456", {"10.9.9.8", "", ""});
+  // 100 consecutive failures from 198.51.100.0/24: that network can no longer
+  // try this account, not even with the right password...
+  auto r = auth_->authenticate("alice", kPassword, code(secret), {"198.51.100.77", "", ""});
   EXPECT_EQ(r.status().message(), "invalid credentials");
-  ASSERT_TRUE(auth_->setDisabled("alice", false, "admin").ok());
+  // ...while the owner, elsewhere, gets in.
+  clock_.advance(30s);
+  EXPECT_TRUE(auth_->authenticate("alice", kPassword, code(secret), {"10.9.9.8", "", ""}).ok());
   EXPECT_EQ(auth_->showUser("alice")->failed_logins, 0);
+  // An administrator's enable clears the network's lock as well.
+  ASSERT_TRUE(auth_->setDisabled("alice", false, "admin").ok());
+  clock_.advance(30s);
+  EXPECT_TRUE(auth_->authenticate("alice", kPassword, code(secret), {"198.51.100.77", "", ""}).ok());
+}
+
+TEST_F(AuthServiceTest, MfaResetNeedsTheNewOneTimePassword) {
+  enrolled("alice");
+  auto otp = auth_->resetMfa("alice", "admin");
+  ASSERT_TRUE(otp.ok());
+  // The old password alone cannot enrol a new factor any more.
+  EXPECT_FALSE(auth_->beginEnrolment("alice", kPassword, "another good passphrase", kHere).ok());
+  auto e = auth_->beginEnrolment("alice", *otp, "another good passphrase", kHere);
+  ASSERT_TRUE(e.ok() && e->has_value());
+}
+
+TEST_F(AuthServiceTest, EnrolmentCodeGuessingIsThrottled) {
+  auto otp = auth_->addUser({"carol", {"radiologist"}, "north", "", {}}, "test");
+  ASSERT_TRUE(auth_->beginEnrolment("carol", *otp, kPassword, kHere).ok());
+  int refused = 0;
+  for (int i = 0; i < 30; ++i)
+    if (auth_->confirmEnrolment("carol", "000000", kHere).status().code() == StatusCode::kResourceExhausted)
+      ++refused;
+  EXPECT_GT(refused, 15);
 }
 
 TEST_F(AuthServiceTest, SessionsExpireAndAreRevoked) {

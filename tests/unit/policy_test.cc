@@ -173,6 +173,30 @@ TEST_F(ScopeTest, GrantsOfStudiesAndPatientsAndTheirExpiry) {
   EXPECT_FALSE(auth_->addGrant("user:x", "not a uid", "", "", 1h, "r", "admin").ok());
 }
 
+TEST_F(ScopeTest, NodeRestrictionIntersectsTheUsersScope) {
+  Principal u = user("u", kPermFind | kPermGet, kScopeAll);
+  u.restrict_site = "south";  // came through a south workstation with site scope
+  EXPECT_EQ(studies(u), (std::vector<std::string>{"1.2", "1.3", "2.1"}));
+  Principal doc = user("house", kPermFind, kScopeReferring, "elsewhere", "HOUSE^GREGORY");
+  doc.restrict_site = "north";
+  EXPECT_EQ(studies(doc), std::vector<std::string>{"1.1"});  // 1.2 is his too, but at the south
+}
+
+TEST_F(ScopeTest, SamePatientAtTwoSitesKeepsTwoRecords) {
+  // A store at another site never reuses (or reveals) this site's patient record.
+  InstanceRecord r = rec("P2", "3.1", "3.1.1.1", "north", "X^Y");
+  r.patient_name = "IMPOSTOR^NAME";
+  ASSERT_TRUE(index_->putInstance(r).ok());
+  auto north = find(user("n", kPermFind, kScopeSite, "north"), QueryLevel::kStudy,
+                    {{tg::kPatientId, "P2"}, {tg::kPatientName, ""}});
+  ASSERT_EQ(north.size(), 1u);
+  EXPECT_EQ(north[0].at(tg::kPatientName), "IMPOSTOR^NAME");
+  auto south = find(user("s", kPermFind, kScopeSite, "south"), QueryLevel::kStudy,
+                    {{tg::kPatientId, "P2"}, {tg::kPatientName, ""}});
+  ASSERT_EQ(south.size(), 1u);
+  EXPECT_EQ(south[0].at(tg::kPatientName), "NAME^P2");
+}
+
 TEST_F(ScopeTest, EverythingScopeSeesAll) {
   EXPECT_EQ(studies(user("a", kPermFind, kScopeAll)).size(), 4u);
 }

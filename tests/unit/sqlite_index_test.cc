@@ -53,7 +53,7 @@ class SqliteIndexTest : public ::testing::Test {
                           rec("PID1", "SMITH^JOHN", "1.1", "1.1.2", "1.1.2.1", "20200105", "MR"),
                           rec("PID1", "SMITH^JOHN", "1.2", "1.2.1", "1.2.1.1", "20210301", "CT"),
                           rec("PID2", "Jones^Ann", "1.3", "1.3.1", "1.3.1.1", "20220707", "US")})
-      ASSERT_TRUE(index_->putInstance(r).ok());
+      ASSERT_TRUE(index_->putInstance(r).ok()) << index_->putInstance(r).status().toString();
   }
   std::vector<QueryRow> run(QueryLevel level, std::map<uint32_t, std::string> keys) {
     std::vector<QueryRow> rows;

@@ -115,8 +115,9 @@ class AuthService {
   virtual Status setDisabled(const std::string& username, bool disabled, const std::string& by) = 0;
   // New one-time password; sessions revoked; the user re-enrols (keeps MFA).
   virtual StatusOr<std::string> resetPassword(const std::string& username, const std::string& by) = 0;
-  // Removes the second factor and recovery codes; sessions revoked.
-  virtual Status resetMfa(const std::string& username, const std::string& by) = 0;
+  // Removes the second factor and recovery codes, revokes sessions and
+  // tokens, and issues a one-time password: the owner enrols again.
+  virtual StatusOr<std::string> resetMfa(const std::string& username, const std::string& by) = 0;
   virtual Status setRoles(const std::string& username, const std::vector<std::string>& roles,
                           const std::string& by) = 0;
 

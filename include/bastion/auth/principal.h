@@ -21,6 +21,7 @@ struct Principal {
   std::string physician_name;       // DICOM PN this user appears as in Referring/Requesting Physician
   std::vector<std::string> groups;  // for group grants
   std::string via_node;             // the DICOM node a user came through, if any
+  std::string restrict_site;        // if set: only this site's studies (the node's scope), whatever else admits
 
   bool authenticated() const { return kind != Kind::kNone; }
   // Grant subjects this principal matches: "user:NAME", "group:G", "node:AE".

@@ -52,6 +52,9 @@ struct StudyScope {
   std::vector<std::string> physician_names;  // normalised PN of the referring/requesting physician
   std::vector<std::string> grantees;         // access_grant subjects ("user:x", "group:y", "node:AE")
   int64_t now_unix = 0;                      // grants must be unexpired at this time
+  // If not empty, a study must also belong to one of these sites, whatever
+  // admitted it (a user acting through a node restricted to its site).
+  std::vector<std::string> restrict_sites;
   static StudyScope everything() {
     StudyScope s;
     s.all = true;

@@ -20,7 +20,10 @@ struct DicomNode {
   uint32_t permissions = 0;  // Permission bits
   std::string move_host;     // as a C-MOVE destination; empty: not a destination
   uint16_t move_port = 0;
-  std::string site = "main";  // organisation/site: studies it stores belong to it; its scope without user identity
+  std::string site = "main";  // organisation/site: studies it stores belong to it
+  // What it may see: kScopeSite (its site's studies, the default) or kScopeAll.
+  // Users acting through it see the intersection of their scope and this.
+  uint32_t scope_rules = kScopeSite;
 };
 
 // True if `address` (textual IPv4/IPv6) lies within `cidr`. False on any parse error.

@@ -75,5 +75,12 @@ CREATE TABLE access_grant (
 CREATE INDEX access_grant_grantee ON access_grant(grantee);
 
 ALTER TABLE study ADD COLUMN site TEXT NOT NULL DEFAULT 'main';
+-- Patient rows are per site from now on (pkey = HMAC(PatientID, Issuer, site)): a
+-- store at one site never reads or reuses another site's patient record.
+-- pid_key = HMAC(PatientID, Issuer) links a patient across sites for patient
+-- grants (rows written before this migration have none).
+ALTER TABLE patient ADD COLUMN pid_key BLOB;
+CREATE INDEX patient_pid_key ON patient(pid_key);
 CREATE INDEX study_site ON study(site);
 ALTER TABLE node ADD COLUMN site TEXT NOT NULL DEFAULT 'main';
+ALTER TABLE node ADD COLUMN scope TEXT NOT NULL DEFAULT 'site';  -- "site" or "all"

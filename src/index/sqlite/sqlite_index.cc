@@ -170,7 +170,9 @@ Status SqliteIndex::addTokens(const char* table, int64_t pk, const std::vector<B
 }
 
 StatusOr<int64_t> SqliteIndex::upsertPatient(const InstanceRecord& r) {
-  Bytes pkey = phi_.token("pkey", r.patient_id + '\\' + r.issuer_of_patient_id);
+  const std::string site = r.site.empty() ? std::string("main") : r.site;
+  Bytes pkey = phi_.token("pkey", r.patient_id + '\\' + r.issuer_of_patient_id + '\\' + site);
+  Bytes pid_key = phi_.token("pkey", r.patient_id + '\\' + r.issuer_of_patient_id);
   {
     ASSIGN_OR_RETURN(Stmt st, writer_->prepare("SELECT pk FROM patient WHERE pkey = ?"));
     st.bind(1, ByteView(pkey));
@@ -184,8 +186,8 @@ StatusOr<int64_t> SqliteIndex::upsertPatient(const InstanceRecord& r) {
   Bytes sealed = phi_.seal(patientIdentity(pkey), {r.patient_name, r.patient_id, r.issuer_of_patient_id,
                                                    r.patient_birth_date, r.patient_sex, r.other_patient_ids,
                                                    r.specific_character_set});
-  ASSIGN_OR_RETURN(Stmt ins, writer_->prepare("INSERT INTO patient(pkey, phi) VALUES (?, ?)"));
-  RETURN_IF_ERROR(ins.bind(1, ByteView(pkey)).bind(2, ByteView(sealed)).run());
+  ASSIGN_OR_RETURN(Stmt ins, writer_->prepare("INSERT INTO patient(pkey, phi, pid_key) VALUES (?, ?, ?)"));
+  RETURN_IF_ERROR(ins.bind(1, ByteView(pkey)).bind(2, ByteView(sealed)).bind(3, ByteView(pid_key)).run());
   const int64_t pk = writer_->lastInsertId();
   std::vector<Bytes> tokens{phi_.token("pid", r.patient_id)};
   for (const auto& p : prefixes(r.patient_id)) tokens.push_back(phi_.token("pid*", p));
@@ -289,7 +291,13 @@ std::string jsonArray(const std::vector<std::string>& v) { return nlohmann::json
 // or "" when the scope admits every study. Constant SQL text whatever the
 // scope holds, so prepared statements are reused.
 std::string scopeCond(const StudyScope& sc, const std::string& a, std::vector<Param>& params, const PhiCodec& phi) {
-  if (sc.all) return "";
+  // A restriction (the node a user came through) is ANDed with what admits.
+  std::string restrict;
+  if (!sc.restrict_sites.empty()) {
+    params.emplace_back(jsonArray(sc.restrict_sites));
+    restrict = a + ".site IN (SELECT value FROM json_each(?)) AND ";
+  }
+  if (sc.all) return restrict.empty() ? "" : "(" + restrict.substr(0, restrict.size() - 5) + ")";
   const std::string grantees = jsonArray(sc.grantees);
   params.emplace_back(jsonArray(sc.sites));
   params.emplace_back(sc.physician_names.empty() ? Bytes() : phi.token("phys", sc.physician_names.front()));
@@ -297,12 +305,12 @@ std::string scopeCond(const StudyScope& sc, const std::string& a, std::vector<Pa
   params.emplace_back(sc.now_unix);
   params.emplace_back(grantees);
   params.emplace_back(sc.now_unix);
-  return "(" + a + ".site IN (SELECT value FROM json_each(?)) OR " + a +
+  return "(" + restrict + "(" + a + ".site IN (SELECT value FROM json_each(?)) OR " + a +
          ".pk IN (SELECT study_pk FROM study_token WHERE token = ?) OR " + a +
          ".study_uid IN (SELECT study_uid FROM access_grant WHERE grantee IN (SELECT value FROM json_each(?)) "
          "AND study_uid IS NOT NULL AND (expires = 0 OR expires > ?)) OR " + a +
-         ".patient_pk IN (SELECT pp.pk FROM access_grant g JOIN patient pp ON pp.pkey = g.patient_key "
-         "WHERE g.grantee IN (SELECT value FROM json_each(?)) AND (g.expires = 0 OR g.expires > ?)))";
+         ".patient_pk IN (SELECT pp.pk FROM access_grant g JOIN patient pp ON pp.pid_key = g.patient_key "
+         "WHERE g.grantee IN (SELECT value FROM json_each(?)) AND (g.expires = 0 OR g.expires > ?))))";
 }
 
 // " AND cond" or "".
@@ -588,7 +596,7 @@ Status SqliteIndex::add(const DicomNode& n) {
   RETURN_IF_ERROR(validateCidr(n.source_cidr));
   return withWriter([&]() -> Status {
   ASSIGN_OR_RETURN(Stmt st, writer_->prepare("INSERT INTO node(ae_title, source_cidr, cert_sha256, permissions, "
-                                             "move_host, move_port, site) VALUES (?, ?, ?, ?, ?, ?, ?)"));
+                                             "move_host, move_port, site, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
   Status s = st.bind(1, n.ae_title)
                  .bind(2, n.source_cidr)
                  .bind(3, n.cert_sha256)
@@ -596,6 +604,7 @@ Status SqliteIndex::add(const DicomNode& n) {
                  .bind(5, n.move_host)
                  .bind(6, int64_t{n.move_port})
                  .bind(7, n.site.empty() ? std::string("main") : n.site)
+                 .bind(8, formatScopeRules(n.scope_rules))
                  .run();
   if (s.code() == StatusCode::kAlreadyExists) return alreadyExists("node " + n.ae_title + " already exists");
   return s;
@@ -626,7 +635,7 @@ Status SqliteIndex::withWriter(const std::function<Status()>& fn) {
 StatusOr<std::vector<DicomNode>> SqliteIndex::list() {
   std::lock_guard lock(read_mu_);
   ASSIGN_OR_RETURN(Stmt st, reader_->prepare("SELECT ae_title, source_cidr, cert_sha256, permissions, move_host, "
-                                             "move_port, site FROM node ORDER BY ae_title"));
+                                             "move_port, site, scope FROM node ORDER BY ae_title"));
   std::vector<DicomNode> out;
   while (true) {
     ASSIGN_OR_RETURN(bool row, st.step());
@@ -635,6 +644,8 @@ StatusOr<std::vector<DicomNode>> SqliteIndex::list() {
     auto perms = parsePermissions(st.text(3));
     n.permissions = perms.ok() ? *perms : 0;
     n.site = st.text(6);
+    auto scope = parseScopeRules(st.text(7));
+    n.scope_rules = scope.ok() ? *scope : kScopeSite;
     out.push_back(std::move(n));
   }
   st.reset();
