@@ -67,11 +67,13 @@ def medians(path):
         r = json.loads(line)
         for k, v in r.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("run", "seed"):
-                vals.setdefault((r.get("name") or r.get("test") or "?", k), []).append(v)
+                name = (r.get("name") or "?").split(".", 1)[-1]  # drop the label (single./hospital.)
+                vals.setdefault((name, k), []).append(v)
     return {k: statistics.median(v) for k, v in vals.items()}
 a, b = medians(sys.argv[1]), medians(sys.argv[2])
 print("%-48s %14s %14s %8s" % ("metric", "single", "hospital", "h/s"))
+keep = ("inst_per_s", "wall_s", "server_cpu_ms_per_item", "p50_ms", "median_ms", "mean_ms", "p95_ms")
 for k in sorted(set(a) & set(b)):
-    if a[k]:
+    if a[k] and k[1] in keep:
         print("%-48s %14.4g %14.4g %8.3f" % ("/".join(map(str, k)), a[k], b[k], b[k] / a[k]))
 PY

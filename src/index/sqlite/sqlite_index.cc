@@ -295,17 +295,22 @@ std::string scopeCond(const StudyScope& sc, const std::string& a, std::vector<Pa
   std::string restrict;
   if (!sc.restrict_sites.empty()) {
     params.emplace_back(jsonArray(sc.restrict_sites));
-    restrict = a + ".site IN (SELECT value FROM json_each(?)) AND ";
+    restrict = a;
+    restrict += ".site IN (SELECT value FROM json_each(?))";
   }
-  if (sc.all) return restrict.empty() ? "" : "(" + restrict.substr(0, restrict.size() - 5) + ")";
+  if (sc.all) return restrict;
+  if (!restrict.empty()) restrict += " AND ";
   const std::string grantees = jsonArray(sc.grantees);
-  params.emplace_back(jsonArray(sc.sites));
+  // One site (the usual case) compares directly; more go through json_each.
+  const bool one_site = sc.sites.size() == 1;
+  if (one_site) params.emplace_back(sc.sites.front());
+  else params.emplace_back(jsonArray(sc.sites));
   params.emplace_back(sc.physician_names.empty() ? Bytes() : phi.token("phys", sc.physician_names.front()));
   params.emplace_back(grantees);
   params.emplace_back(sc.now_unix);
   params.emplace_back(grantees);
   params.emplace_back(sc.now_unix);
-  return "(" + restrict + "(" + a + ".site IN (SELECT value FROM json_each(?)) OR " + a +
+  return "(" + restrict + "(" + a + (one_site ? ".site = ? OR " : ".site IN (SELECT value FROM json_each(?)) OR ") + a +
          ".pk IN (SELECT study_pk FROM study_token WHERE token = ?) OR " + a +
          ".study_uid IN (SELECT study_uid FROM access_grant WHERE grantee IN (SELECT value FROM json_each(?)) "
          "AND study_uid IS NOT NULL AND (expires = 0 OR expires > ?)) OR " + a +
