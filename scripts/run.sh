@@ -12,7 +12,9 @@ bin="$PWD/build/release/bastion"
 if [[ ! -f "$home/bastion.toml" ]]; then
   "$bin" init "$home"
   echo
-  echo "Next: register each modality or workstation, e.g."
+  echo "Next: enrol the administrator (one-time password above, then a password and a TOTP app):"
+  echo "  $bin user enrol admin --config $home/bastion.toml"
+  echo "Register each modality or workstation, e.g."
   echo "  $bin node issue-cert --config $home/bastion.toml --name CT1 --out-key ct1.key --out-cert ct1.crt"
   echo "  $bin node add --config $home/bastion.toml --ae CT1 --cidr 10.0.0.5/32 --cert ct1.crt --perm echo,store"
   echo

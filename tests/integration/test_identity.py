@@ -4,6 +4,7 @@ C-MOVE), the access matrix of principals x operations x studies, and the
 audit record of every decision."""
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -195,6 +196,28 @@ def test_every_decision_is_audited_with_its_rule(world):
     assert bg and bg[0]["severity"] == "high" and "unconscious" in bg[0]["detail"]
 
 
+def test_database_dump_holds_no_secret(world):
+    s = world["server"]
+    dump = b"".join(p.read_bytes() for p in s.data.glob("index.sqlite*"))
+    assert dump
+    for name, tok in world["tokens"].items():
+        assert tok.encode() not in dump, name
+        assert world["secrets"][name].encode() not in dump, name
+    assert PASSWORD.encode() not in dump
+    assert b"$argon2id$v=19$" in dump  # what is there instead
+
+
+def test_init_creates_only_an_admin_that_must_enrol(tmp_path):
+    out = run([BASTION, "init", str(tmp_path / "fresh"), "--port", "0"]).stdout
+    otp = re.search(r"one-time password: (\S+)", out).group(1)
+    assert len(otp) >= 20
+    cfg = str(tmp_path / "fresh" / "bastion.toml")
+    users = run([BASTION, "user", "list", "--config", cfg]).stdout.strip().splitlines()
+    assert len(users) == 1 and users[0].startswith("admin\t") and "state=must-enrol" in users[0], users
+    again = run([BASTION, "init", str(tmp_path / "fresh"), "--port", "0"]).stdout
+    assert "one-time password" not in again and "kept" in again
+
+
 def test_password_and_totp_as_dicom_passcode_work_once(world):
     s, ws = world["server"], world["ws"]
     f = world["base"] / "pw.dcm"
@@ -270,5 +293,10 @@ def test_any_identity_on_plaintext_listener_is_refused(tmp_path):
         pw = scu(s, Node("LEGACY", "", ""), "echo", user="alice", password=PASSWORD + totp(secret),
                  port=s.plain_port, tls=False)
         assert "ASSOCIATION rejected" in pw.stdout, pw.stdout
+        f = tmp_path / "x.dcm"
+        instance(f, "P", "P^P", PREFIX + "77.1", PREFIX + "77.1.1", PREFIX + "77.1.1.1")
+        st = run(["storescu", "-aet", "LEGACY", "-aec", "BASTION", "--user", "alice", "--password", tok,
+                  "127.0.0.1", str(s.plain_port), str(f)], check=False)
+        assert st.returncode != 0 and "reject" in (st.stdout + st.stderr).lower()
     finally:
         s.stop()

@@ -542,6 +542,8 @@ Status serveAssociation(T_ASC_Association* assoc, bool tls, const AssociationCon
   AuditEvent e = auditEventFor(ctx, services.clock, "association");
   e.outcome = auth.ok() ? "success" : "denied";
   e.detail = auth.ok() ? ctx.principal.auth_method : auth.toString();
+  e.rule = auth.ok() ? "allow:authenticated:" + ctx.principal.auth_method
+                     : auth.code() == StatusCode::kResourceExhausted ? "deny:association-limit" : "deny:authentication";
   (void)services.audit.append(e);
   if (!auth.ok()) {
     ASC_rejectAssociation(assoc, &reject);
