@@ -7,6 +7,8 @@
 #include "cli/commands.h"
 #include "dicom/dcmtk/dimse_server.h"
 #include "server/composition.h"
+#include "web/dicomweb/dicomweb_service.h"
+#include "web/http/server.h"
 
 namespace bastion::cli {
 namespace {
@@ -52,18 +54,34 @@ int serve(const std::string& config_path) {
     std::cerr << "serve: " << s.toString() << "\n";
     return 1;
   }
+  // The HTTPS API, if configured: the same services, index and Policy.
+  web::DicomWebService dicomweb({cfg->https_base_url, 1000, cfg->limits.max_object_size, 10000, true}, *a.auth,
+                                *a.store, *a.query, *a.retrieve, *a.audit, Clock::system());
+  web::HttpsServer https({cfg->https_listen.address, cfg->https_listen.port, cfg->tls_cert, cfg->tls_key,
+                          cfg->https_max_connections, 16384, cfg->https_max_body, 30},
+                         [&dicomweb](web::Request& r) { return dicomweb.handle(r); });
+  if (cfg->https_enabled) {
+    Status hs = https.start();
+    if (!hs.ok()) {
+      std::cerr << "serve: " << hs.toString() << "\n";
+      server.stop();
+      return 1;
+    }
+  }
   (void)a.audit->append(systemEvent(Clock::system().now(), "bastion", "start", "success"));
   std::cout << "bastion: DICOM TLS on " << sc.tls_address << ":" << server.tlsPort() << " (AE " << cfg->ae_title
             << ")";
   if (sc.plain_enabled) std::cout << ", plaintext on " << sc.plain_address << ":" << server.plainPort();
+  if (cfg->https_enabled) std::cout << ", HTTPS on " << cfg->https_listen.address << ":" << https.port();
   std::cout << std::endl;
   if (!cfg->port_file.empty()) {
     std::ofstream pf(cfg->port_file + ".tmp");
-    pf << "tls=" << server.tlsPort() << "\nplain=" << server.plainPort() << "\n";
+    pf << "tls=" << server.tlsPort() << "\nplain=" << server.plainPort() << "\nhttps=" << https.port() << "\n";
     pf.close();
     std::rename((cfg->port_file + ".tmp").c_str(), cfg->port_file.c_str());
   }
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  https.stop();
   server.stop();
   (void)a.audit->append(systemEvent(Clock::system().now(), "bastion", "stop", "success"));
   return 0;

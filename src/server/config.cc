@@ -119,6 +119,15 @@ StatusOr<Config> loadConfig(const std::string& path) {
     }
     if (c.plain_allow.empty()) return invalidArgument("a plaintext listener needs a non-empty allow list");
   }
+  if (auto* h = t["http"].as_table()) {
+    c.https_enabled = (*h)["enabled"].value_or(false);
+    RETURN_IF_ERROR(parseListen(*h, c.https_listen));
+    c.https_base_url = (*h)["base_url"].value_or(std::string());
+    c.https_max_body = static_cast<uint64_t>((*h)["max_body"].value_or(static_cast<int64_t>(c.https_max_body)));
+    c.https_max_connections =
+        static_cast<size_t>((*h)["max_connections"].value_or(static_cast<int64_t>(c.https_max_connections)));
+    if (c.https_max_connections < 1 || c.https_max_body < 1024) return invalidArgument("a value in [http] is out of range");
+  }
   auto lim = t["limits"];
   c.max_associations = static_cast<int>(lim["max_associations"].value_or(int64_t{c.max_associations}));
   c.max_associations_per_node =

@@ -26,7 +26,12 @@ struct Config {
   bool plain_enabled = false;
   Listen plain_listen;
   std::vector<std::string> plain_allow;  // CIDRs allowed on the plaintext listener
-  std::string port_file;                 // if set, serve writes "tls=<port>\nplain=<port>\n" here
+  std::string port_file;                 // if set, serve writes "tls=<port>\nplain=<port>\nhttps=<port>\n" here
+  bool https_enabled = false;            // [http]: the HTTPS API (login, DICOMweb); same certificate as DICOM
+  Listen https_listen{"127.0.0.1", 8443};
+  std::string https_base_url;            // public base URL for RetrieveURLs ("" = relative)
+  uint64_t https_max_body = 4ull << 30;
+  size_t https_max_connections = 64;
   int max_associations = 64;
   int max_associations_per_node = 16;
   uint32_t max_pdu = 131072;

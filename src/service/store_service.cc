@@ -51,9 +51,13 @@ Status checkPixels(const dicom::ScanResult& s, bool encapsulated_ts, const Archi
 }  // namespace
 
 StatusOr<PutResult> StoreService::store(const CallContext& ctx, const StoreRequest& req) {
+  return storeAudited(ctx, req, nullptr);
+}
+
+StatusOr<PutResult> StoreService::storeAudited(const CallContext& ctx, const StoreRequest& req, StoredUids* stored) {
   std::string study_uid;
   const Decision d = d_.policy.decide(ctx.principal, Action::kStore, {}, d_.clock.now());
-  auto result = d.allowed ? storeChecked(ctx, req, study_uid)
+  auto result = d.allowed ? storeChecked(ctx, req, study_uid, stored)
                           : StatusOr<PutResult>(permissionDenied("not permitted to store"));
   AuditEvent e = auditEventFor(ctx, d_.clock, "store");
   e.study_uid = study_uid;
@@ -71,7 +75,8 @@ StatusOr<PutResult> StoreService::store(const CallContext& ctx, const StoreReque
   return result;
 }
 
-StatusOr<PutResult> StoreService::storeFile(const CallContext& ctx, ByteView file) {
+StatusOr<PutResult> StoreService::storeFile(const CallContext& ctx, ByteView file,
+                                            const std::string& required_study_uid, StoredUids* stored) {
   auto p10 = dicom::parsePart10(file);
   if (!p10.ok()) {
     AuditEvent e = auditEventFor(ctx, d_.clock, "store");
@@ -82,12 +87,12 @@ StatusOr<PutResult> StoreService::storeFile(const CallContext& ctx, ByteView fil
     return p10.status();
   }
   StoreRequest req{p10->transfer_syntax, p10->media_sop_class, p10->media_sop_instance,
-                   file.subspan(p10->dataset_offset)};
-  return store(ctx, req);
+                   file.subspan(p10->dataset_offset), required_study_uid};
+  return storeAudited(ctx, req, stored);
 }
 
 StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const StoreRequest& req,
-                                               std::string& study_uid) {
+                                               std::string& study_uid, StoredUids* stored) {
   if (req.dataset.size() > d_.limits.max_object_size) return resourceExhausted("object larger than the limit");
   if (!isValidUid(req.transfer_syntax)) return invalidArgument("invalid transfer syntax UID");
   ASSIGN_OR_RETURN(dicom::Encoding enc, dicom::encodingOf(req.transfer_syntax));
@@ -109,6 +114,9 @@ StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const Sto
   if (!req.sop_class_uid.empty() && req.sop_class_uid != r.sop_class_uid)
     return invalidArgument("SOP Class UID differs from the request");
   study_uid = r.study_uid;
+  if (stored) *stored = {r.study_uid, r.series_uid, r.sop_uid, r.sop_class_uid};
+  if (!req.required_study_uid.empty() && req.required_study_uid != r.study_uid)
+    return invalidArgument("instance does not belong to the study of the request");
   RETURN_IF_ERROR(checkPixels(scan, dicom::isEncapsulatedSyntax(req.transfer_syntax), d_.limits));
 
   r.patient_id = value(scan, tg::kPatientId);

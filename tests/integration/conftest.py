@@ -86,6 +86,7 @@ class Server:
             time.sleep(0.05)
         ports = dict(line.split("=") for line in self.port_file.read_text().split())
         self.port, self.plain_port = int(ports["tls"]), int(ports["plain"])
+        self.https_port = int(ports.get("https", 0))
         return self
 
     def stop(self, sig=signal.SIGTERM):

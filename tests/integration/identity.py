@@ -27,6 +27,7 @@ argon2_mem_kib = 1024
 lock_after = 5
 lock_first_s = 2
 lock_max_s = 4
+source_failures = 1000
 """
 
 

@@ -42,7 +42,7 @@ class StoreServiceTest : public ::testing::Test {
   }
   StatusOr<PutResult> put(const Bytes& ds, uint32_t perms = kPermStore) {
     CallContext ctx = testing::nodeContext("MOD", perms);
-    return store_->store(ctx, {kTs, "", "", ds});
+    return store_->store(ctx, {kTs, "", "", ds, ""});
   }
 
   Policy policy_;

@@ -52,6 +52,7 @@ struct StoreRequest {
   std::string sop_class_uid;     // from the command (C-STORE) or the file meta
   std::string sop_instance_uid;  // idem
   ByteView dataset;              // the data set as received, in transfer_syntax
+  std::string required_study_uid;  // if set, the instance must belong to this study (STOW-RS /studies/{uid})
 };
 
 class StoreService {
@@ -63,10 +64,17 @@ class StoreService {
   // kAlreadyStored when the identical instance is already present.
   StatusOr<PutResult> store(const CallContext& ctx, const StoreRequest& req);
   // Same for a Part-10 file (import): its preamble is replaced by zeros.
-  StatusOr<PutResult> storeFile(const CallContext& ctx, ByteView file);
+  // `stored`, if given, receives the instance's study/series/SOP UIDs.
+  struct StoredUids {
+    std::string study, series, sop, sop_class;
+  };
+  StatusOr<PutResult> storeFile(const CallContext& ctx, ByteView file, const std::string& required_study_uid = "",
+                                StoredUids* stored = nullptr);
 
  private:
-  StatusOr<PutResult> storeChecked(const CallContext& ctx, const StoreRequest& req, std::string& study_uid);
+  StatusOr<PutResult> storeChecked(const CallContext& ctx, const StoreRequest& req, std::string& study_uid,
+                                   StoredUids* stored);
+  StatusOr<PutResult> storeAudited(const CallContext& ctx, const StoreRequest& req, StoredUids* stored);
   ArchiveDeps d_;
 };
 

@@ -188,7 +188,7 @@ class Session {
       } else {
         std::string abstract;
         const std::string ts = acceptedSyntax(assoc_, pres, &abstract);
-        auto r = s_.store.store(ctx_, {ts, rq.AffectedSOPClassUID, rq.AffectedSOPInstanceUID, data});
+        auto r = s_.store.store(ctx_, {ts, rq.AffectedSOPClassUID, rq.AffectedSOPInstanceUID, data, ""});
         s = r.status();
       }
       rsp.DimseStatus = storeStatusFor(s);

@@ -2,6 +2,8 @@
 
 #include <openssl/ssl.h>
 
+#include "crypto/tls_policy.h"
+
 namespace bastion::dicom {
 
 thread_local void (*HandoffTlsLayer::on_create)(void*) = nullptr;
@@ -34,14 +36,7 @@ StatusOr<std::unique_ptr<DcmTLSTransportLayer>> makeTlsLayer(bool acceptor, cons
 
   // DCMTK 3.6.7's BCP 195 profile also offers DHE suites; pin ours instead.
   SSL_CTX* ctx = layer->getNativeHandle();
-  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
-      SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 || SSL_CTX_set_cipher_list(ctx, kTls12Suites) != 1 ||
-      SSL_CTX_set_ciphersuites(ctx, "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256") !=
-          1 ||
-      SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") != 1)
-    return internalError("cannot restrict TLS protocol versions or suites");
-  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                               SSL_OP_NO_TICKET);
+  if (!crypto::applyTlsPolicy(ctx)) return internalError("cannot restrict TLS protocol versions or suites");
   return layer;
 }
 

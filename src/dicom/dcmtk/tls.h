@@ -12,9 +12,7 @@
 
 namespace bastion::dicom {
 
-inline constexpr const char* kTls12Suites =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
+
 
 // The server's transport layer. DCMTK takes an accepted socket from the
 // process-wide dcmExternalSocketHandle; it reads that global just before it

@@ -1,0 +1,350 @@
+#include "web/dicomweb/dicomweb_service.h"
+
+#include <nlohmann/json.hpp>
+
+#include "crypto/aead.h"
+#include "dicom/parse/dicom_scanner.h"
+#include "web/dicomweb/qido.h"
+#include "web/http/multipart.h"
+#include "web/http/query_string.h"
+
+namespace bastion::web {
+namespace {
+
+constexpr const char* kCookie = "__Host-bastion-session";
+
+Response json(int status, const nlohmann::json& body, const char* type = "application/json") {
+  Response r;
+  r.status = status;
+  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  r.set("Content-Type", type);
+  return r;
+}
+
+Response error(int status, const std::string& message) { return json(status, {{"error", message}}); }
+
+int httpStatusFor(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kResourceExhausted: return 429;
+    default: return 500;
+  }
+}
+
+std::vector<std::string> splitPath(const std::string& path) {
+  std::vector<std::string> out;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    out.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  if (!out.empty() && out.back().empty()) out.pop_back();  // trailing '/'
+  return out;
+}
+
+std::string cookieValue(const std::string& header, const std::string& name) {
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t end = header.find(';', pos);
+    if (end == std::string::npos) end = header.size();
+    std::string part = header.substr(pos, end - pos);
+    while (!part.empty() && part.front() == ' ') part.erase(0, 1);
+    if (part.rfind(name + "=", 0) == 0) return part.substr(name.size() + 1);
+    pos = end + 1;
+  }
+  return {};
+}
+
+std::string randomHex(size_t bytes) {
+  Bytes b(bytes);
+  Random::system().fill(b);
+  return toHex(b);
+}
+
+// FailureReason (0008,1197) for a refused STOW-RS instance (PS3.4 B.2.3).
+int failureReasonFor(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kPermissionDenied: return 0x0124;
+    case StatusCode::kResourceExhausted: return 0xA700;
+    case StatusCode::kAlreadyExists: return 0xC010;
+    case StatusCode::kInvalidArgument: return 0xC000;
+    default: return 0x0110;
+  }
+}
+
+}  // namespace
+
+std::string csrfTokenFor(const std::string& session_token) {
+  return toHex(crypto::sha256(asBytes("bastion-csrf-v1:" + session_token))).substr(0, 40);
+}
+
+bool DicomWebService::authenticate(Request& req, CallContext& ctx, Response& refusal) {
+  ctx.peer_address = req.peer_address;
+  const Origin from{req.peer_address, "", ""};
+  const std::string authz = req.header("authorization");
+  StatusOr<Principal> p = unauthenticated("authentication required");
+  bool cookie = false;
+  if (authz.rfind("Bearer ", 0) == 0) {
+    const std::string tok = authz.substr(7);
+    if (tok.rfind("bat_", 0) == 0) p = auth_.apiToken(tok, from);
+    else if (std::count(tok.begin(), tok.end(), '.') == 2) p = auth_.jwt(tok, from);
+    else p = unauthenticated("unrecognised bearer token");
+  } else if (!authz.empty()) {
+    p = unauthenticated("unsupported authorization scheme");
+  } else if (const std::string sess = cookieValue(req.header("cookie"), kCookie); !sess.empty()) {
+    cookie = true;
+    p = auth_.session(sess);
+    // CSRF: state-changing requests with the cookie carry the session's token.
+    if (p.ok() && req.method != "GET" && req.method != "HEAD" && req.method != "OPTIONS" &&
+        req.header("x-csrf-token") != csrfTokenFor(sess))
+      p = permissionDenied("missing or wrong CSRF token");
+  }
+  if (!p.ok()) {
+    refusal = error(p.status().code() == StatusCode::kResourceExhausted ? 429
+                    : p.status().code() == StatusCode::kPermissionDenied ? 403
+                                                                           : 401,
+                    p.status().code() == StatusCode::kPermissionDenied ? p.status().message() : "unauthorized");
+    if (refusal.status == 401) refusal.set("WWW-Authenticate", "Bearer realm=\"bastion\"");
+    AuditEvent e = auditEventFor(ctx, clock_, "http-auth");
+    e.outcome = "denied";
+    e.detail = req.method + " " + req.path.substr(0, 64) + ": " + p.status().message() + (cookie ? " (cookie)" : "");
+    e.rule = "deny:authentication";
+    (void)audit_.append(e);
+    return false;
+  }
+  ctx.principal = *p;
+  return true;
+}
+
+Response DicomWebService::handle(Request& req) {
+  const auto parts = splitPath(req.path);
+  // Segments are percent-decoded one by one; none may hide a separator.
+  std::vector<std::string> seg;
+  for (const auto& s : parts) {
+    auto d = decodePathSegment(s);
+    if (!d.ok() || d->empty()) return error(400, "malformed path");
+    seg.push_back(*d);
+  }
+  if (seg.size() == 2 && seg[0] == "api" && seg[1] == "login") {
+    if (req.method != "POST") return error(405, "method not allowed");
+    return login(req);
+  }
+  if (seg.size() == 2 && seg[0] == "api" && seg[1] == "logout") {
+    if (req.method != "POST") return error(405, "method not allowed");
+    return logout(req);
+  }
+  const bool api = !seg.empty() && (seg[0] == "api" || seg[0] == "dicom-web");
+  if (!api) return error(404, "not found");
+  CallContext ctx;
+  Response refusal;
+  if (!authenticate(req, ctx, refusal)) return refusal;
+  if (seg[0] == "api") {
+    if (seg.size() == 2 && seg[1] == "session" && req.method == "GET") return session(req, ctx);
+    return error(404, "not found");
+  }
+  // /dicom-web/...
+  for (size_t i = 2; i < seg.size(); i += 2)
+    if (!isValidUid(seg[i])) return error(400, "invalid UID in path");
+  const size_t n = seg.size();
+  auto is = [&](size_t i, const char* s) { return i < n && seg[i] == s; };
+  const bool get = req.method == "GET", post = req.method == "POST";
+  if (n == 2 && is(1, "studies")) {
+    if (get) return qido(req, ctx, QueryLevel::kStudy, "", "");
+    if (post) return stow(req, ctx, "");
+  } else if (n == 2 && is(1, "series") && get) {
+    return qido(req, ctx, QueryLevel::kSeries, "", "");
+  } else if (n == 2 && is(1, "instances") && get) {
+    return qido(req, ctx, QueryLevel::kImage, "", "");
+  } else if (n == 3 && is(1, "studies")) {
+    if (get) return wado(req, ctx, QueryLevel::kStudy, seg[2], "", "");
+    if (post) return stow(req, ctx, seg[2]);
+  } else if (n == 4 && is(1, "studies") && is(3, "series") && get) {
+    return qido(req, ctx, QueryLevel::kSeries, seg[2], "");
+  } else if (n == 4 && is(1, "studies") && is(3, "instances") && get) {
+    return qido(req, ctx, QueryLevel::kImage, seg[2], "");
+  } else if (n == 5 && is(1, "studies") && is(3, "series") && get) {
+    return wado(req, ctx, QueryLevel::kSeries, seg[2], seg[4], "");
+  } else if (n == 6 && is(1, "studies") && is(3, "series") && is(5, "instances") && get) {
+    return qido(req, ctx, QueryLevel::kImage, seg[2], seg[4]);
+  } else if (n == 7 && is(1, "studies") && is(3, "series") && is(5, "instances") && get) {
+    return wado(req, ctx, QueryLevel::kImage, seg[2], seg[4], seg[6]);
+  } else {
+    return error(404, "not found");
+  }
+  return error(405, "method not allowed");
+}
+
+Response DicomWebService::login(Request& req) {
+  Bytes body, chunk;
+  while (true) {  // a small JSON object
+    Status s = req.readBody(chunk, 4096);
+    if (!s.ok()) return error(400, "unreadable body");
+    if (chunk.empty()) break;
+    body.insert(body.end(), chunk.begin(), chunk.end());
+    if (body.size() > 8192) return error(413, "body too large");
+  }
+  auto j = nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
+  if (!j.is_object() || !j["username"].is_string() || !j["password"].is_string() || !j["code"].is_string())
+    return error(400, "expected {\"username\", \"password\", \"code\"}");
+  const Origin from{req.peer_address, "", ""};
+  auto tok = auth_.login(j["username"].get<std::string>(), j["password"].get<std::string>(),
+                         j["code"].get<std::string>(), from);
+  if (!tok.ok()) {
+    const int st = tok.status().code() == StatusCode::kResourceExhausted ? 429 : 401;
+    return error(st, st == 429 ? "too many attempts; try again later" : "invalid credentials");
+  }
+  auto p = auth_.session(*tok);
+  Response r = json(200, {{"user", p.ok() ? p->name : ""}, {"csrf_token", csrfTokenFor(*tok)}});
+  r.set("Set-Cookie", std::string(kCookie) + "=" + *tok + "; Path=/; Secure; HttpOnly; SameSite=Strict");
+  return r;
+}
+
+Response DicomWebService::logout(Request& req) {
+  const std::string sess = cookieValue(req.header("cookie"), kCookie);
+  if (!sess.empty() && req.header("x-csrf-token") == csrfTokenFor(sess)) (void)auth_.logout(sess);
+  Response r = json(200, {{"logged_out", true}});
+  r.set("Set-Cookie", std::string(kCookie) + "=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+  return r;
+}
+
+Response DicomWebService::session(Request&, const CallContext& ctx) {
+  const Principal& p = ctx.principal;
+  return json(200, {{"user", p.name}, {"roles", p.roles}, {"site", p.site}, {"method", p.auth_method},
+                    {"permissions", formatPermissions(p.permissions)}});
+}
+
+Response DicomWebService::qido(Request& req, const CallContext& ctx, QueryLevel level, const std::string& study,
+                               const std::string& series) {
+  auto params = parseQueryString(req.query);
+  if (!params.ok()) return error(400, params.status().message());
+  auto q = parseQido(level, study, series, *params, cfg_.max_qido_results);
+  if (!q.ok()) return error(400, q.status().message());
+  if (q->offset > 1000000) return error(400, "offset too large");
+  Query query = q->query;
+  query.limit = q->query.limit + q->offset;  // the service applies the limit; the offset is skipped here
+  nlohmann::json out = nlohmann::json::array();
+  size_t seen = 0;
+  const std::string base = cfg_.base_url + "/dicom-web";
+  Status s = query_.find(ctx, query, [&](const QueryRow& row) {
+    if (seen++ >= q->offset) out.push_back(toDicomJson(row, level, base));
+    return true;
+  });
+  if (!s.ok()) return error(httpStatusFor(s), s.code() == StatusCode::kPermissionDenied ? "forbidden" : "query failed");
+  return json(200, out, "application/dicom+json");
+}
+
+Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::string& study) {
+  auto mt = parseMediaType(req.header("content-type"));
+  if (!mt.ok() || mt->type != "multipart/related" || !mt->params.count("boundary"))
+    return error(415, "expected multipart/related with a boundary");
+  if (mt->params.count("type") && mt->params["type"] != "application/dicom")
+    return error(415, "only application/dicom parts are accepted");
+  if (!req.header("content-encoding").empty() && req.header("content-encoding") != "identity")
+    return error(415, "content encodings are not accepted");
+  nlohmann::json referenced = nlohmann::json::array(), failed = nlohmann::json::array();
+  Bytes part;
+  bool oversize = false, part_ok = true;
+  const std::string base = cfg_.base_url + "/dicom-web";
+  auto finish = [&]() -> Status {
+    auto p10 = dicom::parsePart10(part);
+    StoreService::StoredUids uids;
+    Status s = !part_ok ? invalidArgument("part is not application/dicom")
+               : oversize ? resourceExhausted("instance over the size limit")
+                          : store_.storeFile(ctx, part, study, &uids).status();
+    const std::string cls = !uids.sop_class.empty() ? uids.sop_class : p10.ok() ? p10->media_sop_class : "";
+    const std::string inst = !uids.sop.empty() ? uids.sop : p10.ok() ? p10->media_sop_instance : "";
+    nlohmann::json item = {{"00081150", {{"vr", "UI"}, {"Value", {cls}}}},
+                           {"00081155", {{"vr", "UI"}, {"Value", {inst}}}}};
+    if (s.ok()) {
+      item["00081190"] = {{"vr", "UR"},
+                          {"Value", {base + "/studies/" + uids.study + "/series/" + uids.series + "/instances/" + uids.sop}}};
+      referenced.push_back(item);
+    } else {
+      item["00081197"] = {{"vr", "US"}, {"Value", {failureReasonFor(s)}}};
+      failed.push_back(item);
+    }
+    part.clear();
+    oversize = false;
+    return okStatus();
+  };
+  MultipartParser parser(mt->params["boundary"], {cfg_.max_parts, 16384, 65536},
+                         {[&](const std::map<std::string, std::string>& h) {
+                            auto it = h.find("content-type");
+                            auto pt = it == h.end() ? StatusOr<MediaType>(invalidArgument("")) : parseMediaType(it->second);
+                            part_ok = pt.ok() && pt->type == "application/dicom";
+                            return okStatus();
+                          },
+                          [&](ByteView d) {
+                            if (part.size() + d.size() > cfg_.max_object_size) oversize = true;
+                            else part.insert(part.end(), d.begin(), d.end());
+                            return okStatus();
+                          },
+                          finish});
+  Bytes chunk;
+  while (true) {
+    Status s = req.readBody(chunk, 1 << 16);
+    if (!s.ok()) return error(s.code() == StatusCode::kResourceExhausted ? 413 : 400, s.message());
+    if (chunk.empty()) break;
+    s = parser.feed(chunk);
+    if (!s.ok()) return error(s.code() == StatusCode::kResourceExhausted ? 413 : 400, s.message());
+  }
+  if (Status s = parser.finish(); !s.ok()) return error(400, s.message());
+  nlohmann::json out = nlohmann::json::object();
+  if (!referenced.empty()) out["00081199"] = {{"vr", "SQ"}, {"Value", referenced}};
+  if (!failed.empty()) out["00081198"] = {{"vr", "SQ"}, {"Value", failed}};
+  if (!study.empty()) out["00081190"] = {{"vr", "UR"}, {"Value", {base + "/studies/" + study}}};
+  const int status = failed.empty() ? 200 : referenced.empty() ? 409 : 202;
+  return json(status, out, "application/dicom+json");
+}
+
+Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel level, const std::string& study,
+                               const std::string& series, const std::string& instance) {
+  const std::string accept = req.header("accept");
+  if (!accept.empty() && accept.find("multipart/related") == std::string::npos &&
+      accept.find("*/*") == std::string::npos && accept.find("application/dicom") == std::string::npos)
+    return error(406, "this resource is served as multipart/related; type=\"application/dicom\"");
+  Query q;
+  q.level = level;
+  q.keys[0x0020000D] = study;
+  if (!series.empty()) q.keys[0x0020000E] = series;
+  if (!instance.empty()) q.keys[0x00080018] = instance;
+  auto sel = retrieve_.select(ctx, "wado", q);
+  if (!sel.ok()) {
+    // Not authorised and not found look the same: no trace of other studies.
+    return sel.status().code() == StatusCode::kPermissionDenied ? error(404, "not found") : error(500, "retrieve failed");
+  }
+  const std::string boundary = "bastion-" + randomHex(16);
+  auto list = std::make_shared<std::vector<InstanceLocation>>(std::move(sel->instances));
+  auto next = std::make_shared<size_t>(0);
+  auto sent = std::make_shared<uint32_t>(0);
+  Response r;
+  r.set("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
+  const std::string rule = sel->rule;
+  r.stream = [this, ctx, list, next, sent, boundary, study, rule](std::string& chunk) -> StatusOr<bool> {
+    if (*next >= list->size()) {
+      chunk = "--" + boundary + "--\r\n";
+      retrieve_.audit(ctx, "wado", study, *sent, "success", "", rule);
+      return false;
+    }
+    const InstanceLocation& loc = (*list)[(*next)++];
+    auto bytes = retrieve_.read(loc);
+    if (!bytes.ok()) {
+      retrieve_.audit(ctx, "integrity", loc.study_uid, 1, "failure", bytes.status().toString(), rule);
+      return bytes.status();
+    }
+    chunk = "--" + boundary + "\r\nContent-Type: application/dicom; transfer-syntax=" + loc.transfer_syntax +
+            "\r\nContent-Length: " + std::to_string(bytes->size()) + "\r\n\r\n";
+    chunk.append(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+    chunk += "\r\n";
+    ++*sent;
+    return true;
+  };
+  return r;
+}
+
+}  // namespace bastion::web

@@ -1,0 +1,58 @@
+// The HTTPS API: the login API (/api/login, /api/logout, /api/session) and
+// DICOMweb (/dicom-web: QIDO-RS, STOW-RS, WADO-RS) on the same services,
+// index and Policy as DIMSE. Authentication: bearer tokens (personal API
+// tokens, OIDC access tokens) or the session cookie, with a CSRF token on
+// state-changing requests made with the cookie. No access logic here: the
+// services ask the Policy.
+#pragma once
+
+#include <string>
+
+#include "bastion/auth/auth_service.h"
+#include "bastion/service/archive.h"
+#include "web/http/server.h"
+
+namespace bastion::web {
+
+struct DicomWebConfig {
+  std::string base_url;           // e.g. https://pacs.example:8443 (RetrieveURLs); "" = relative
+  size_t max_qido_results = 1000;  // cap on limit
+  uint64_t max_object_size = 1ull << 30;
+  size_t max_parts = 10000;
+  bool secure_cookie = true;
+};
+
+class DicomWebService {
+ public:
+  DicomWebService(DicomWebConfig cfg, AuthService& auth, StoreService& store, QueryService& query,
+                  RetrieveService& retrieve, AuditLog& audit, const Clock& clock)
+      : cfg_(std::move(cfg)), auth_(auth), store_(store), query_(query), retrieve_(retrieve), audit_(audit),
+        clock_(clock) {}
+  Response handle(Request& req);
+
+ private:
+  Response login(Request& req);
+  Response logout(Request& req);
+  Response session(Request& req, const CallContext& ctx);
+  Response qido(Request& req, const CallContext& ctx, QueryLevel level, const std::string& study,
+                const std::string& series);
+  Response stow(Request& req, const CallContext& ctx, const std::string& study);
+  Response wado(Request& req, const CallContext& ctx, QueryLevel level, const std::string& study,
+                const std::string& series, const std::string& instance);
+  // The caller's context, or an error response (401/403) in `refusal`.
+  bool authenticate(Request& req, CallContext& ctx, Response& refusal);
+
+  DicomWebConfig cfg_;
+  AuthService& auth_;
+  StoreService& store_;
+  QueryService& query_;
+  RetrieveService& retrieve_;
+  AuditLog& audit_;
+  const Clock& clock_;
+};
+
+// The CSRF token bound to a session token (sent with the login response,
+// required as X-CSRF-Token with the cookie on POST/PUT/DELETE).
+std::string csrfTokenFor(const std::string& session_token);
+
+}  // namespace bastion::web

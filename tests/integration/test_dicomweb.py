@@ -1,0 +1,220 @@
+"""DICOMweb over HTTPS (first part): the login API, STOW-RS, QIDO-RS and
+WADO-RS on the same services, index and Policy as DIMSE, with curl-free
+stdlib HTTPS clients and the DCMTK tools on the DIMSE side."""
+import io
+import json
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from conftest import BASTION, Server, run
+from datasets import PREFIX, instance
+from identity import AUTH_CONFIG, PASSWORD, Idp, add_user, enrol, matches, scu, token, totp
+from web import Https, multipart, parts
+
+SAMPLES = Path("/usr/lib/python3/dist-packages/pydicom/data/test_files")
+SAMPLE_NAMES = ["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "JPGExtended.dcm"]
+HTTP_CONFIG = "\n[http]\nenabled = true\naddress = '127.0.0.1'\nport = 0\nmax_body = 100000000\n"
+NORTH = PREFIX + "81.1"
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    base = tmp_path_factory.mktemp("web")
+    idp = Idp(base)
+    s = Server(base / "bastion", extra_config=AUTH_CONFIG + idp.config() + HTTP_CONFIG)
+    s.add_node("MODN", role="modality", site="north")
+    s.add_node("WS1", perms="echo,find,get", site="north", scope="all")
+    secrets, tokens = {}, {}
+    for name, roles, site in (("tech", ["technologist", "radiologist"], "north"), ("south", ["radiologist"], "south")):
+        secrets[name], _ = enrol(s, name, add_user(s, name, roles, site))
+        tokens[name] = token(s, name, "echo,store,find,get" if name == "tech" else "echo,find,get")
+    revoked = token(s, "tech", "find")
+    tid = s.bastion("token", "list", "tech").stdout.strip().splitlines()[-1].split("\t")[0]
+    s.bastion("token", "revoke", tid)
+    s.start()
+    yield {"server": s, "https": Https(s), "tokens": tokens, "secrets": secrets, "revoked": revoked, "idp": idp,
+           "base": base}
+    s.stop()
+
+
+ROUTES = [("GET", "/dicom-web/studies"), ("GET", "/dicom-web/series"), ("GET", "/dicom-web/instances"),
+          ("GET", "/dicom-web/studies/1.2.3"), ("GET", "/dicom-web/studies/1.2.3/series"),
+          ("GET", "/dicom-web/studies/1.2.3/instances"), ("GET", "/dicom-web/studies/1.2.3/series/1.2.3.4"),
+          ("GET", "/dicom-web/studies/1.2.3/series/1.2.3.4/instances"),
+          ("GET", "/dicom-web/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5"),
+          ("POST", "/dicom-web/studies"), ("POST", "/dicom-web/studies/1.2.3"), ("GET", "/api/session")]
+
+
+def test_every_route_refuses_missing_bad_revoked_expired_tokens(web):
+    h = web["https"]
+    now = int(time.time())
+    bad = {"none": None, "garbage": "bat_0000_0000", "revoked": web["revoked"],
+           "expired-jwt": web["idp"].token("x", exp=now - 600, iat=now - 900, nbf=now - 900),
+           "foreign-jwt": Idp(web["base"] / "..").token("x")}
+    for method, path in ROUTES:
+        for name, tok in bad.items():
+            st, headers, _ = h.request(method, path, token=tok, body=b"" if method == "POST" else None)
+            assert st == 401, (method, path, name, st)
+            assert headers["strict-transport-security"].startswith("max-age=")
+            assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store"
+
+
+def test_stow_then_qido_wado_and_cfind(web):
+    h, s, tok = web["https"], web["server"], web["tokens"]["tech"]
+    files = [SAMPLES / n for n in SAMPLE_NAMES if (SAMPLES / n).exists()]
+    gen = web["base"] / "gen.dcm"
+    instance(gen, "PWEB1", "WEB^ONE", NORTH, NORTH + ".1", NORTH + ".1.1", referring="HOUSE^G")
+    files.append(gen)
+    body, headers = multipart(files, quoted=False)  # viewers send unquoted type= too
+    st, resp = h.json("POST", "/dicom-web/studies", token=tok, body=body, headers=headers)
+    stored = {item["00081155"]["Value"][0]: item for item in resp.get("00081199", {}).get("Value", [])}
+    assert st == 200, resp
+    assert len(stored) == len(files)
+    for f in files:
+        ds = pydicom.dcmread(str(f))
+        uid = ds.SOPInstanceUID
+        url = stored[uid]["00081190"]["Value"][0]
+        assert url.endswith("/instances/" + uid)
+        # QIDO finds it at the image level, by its own keys.
+        st, rows = h.json("GET", "/dicom-web/instances?SOPInstanceUID=%s&includefield=all" % uid, token=tok)
+        assert st == 200 and len(rows) == 1 and rows[0]["0020000D"]["Value"][0] == ds.StudyInstanceUID
+        # WADO-RS: the stored object, whose data set equals what was sent.
+        st, rh, data = h.request("GET", url[url.index("/dicom-web"):], token=tok)
+        assert st == 200 and rh["content-type"].startswith("multipart/related")
+        got = parts(rh["content-type"], data)
+        assert len(got) == 1
+        back = pydicom.dcmread(io.BytesIO(got[0]))
+        assert back == ds, f
+    # QIDO matching: exact, wildcard, range, UID list, limit/offset.
+    st, rows = h.json("GET", "/dicom-web/studies?PatientID=PWEB1", token=tok)
+    assert [r["0020000D"]["Value"][0] for r in rows] == [NORTH]
+    assert rows[0]["00100010"]["Value"][0]["Alphabetic"] == "WEB^ONE"
+    st, rows = h.json("GET", "/dicom-web/studies?PatientName=web*&StudyDate=20240101-20241231", token=tok)
+    assert [r["0020000D"]["Value"][0] for r in rows] == [NORTH]
+    st, all_rows = h.json("GET", "/dicom-web/studies?limit=100000000", token=tok)
+    assert st == 200 and len(all_rows) >= 2
+    st, page = h.json("GET", "/dicom-web/studies?limit=1&offset=1", token=tok)
+    assert len(page) == 1 and page[0] == all_rows[1]
+    st, _ = h.json("GET", "/dicom-web/studies?NoSuchKey=1", token=tok)
+    assert st == 400
+    # The same study over C-FIND (DIMSE), through the workstation.
+    r = scu(s, s.nodes["WS1"], "find", "--level", "STUDY", "-k", "StudyInstanceUID=" + NORTH, "-k", "PatientID=")
+    assert [m["00100020"] for m in matches(r)] == ["PWEB1"], r.stdout
+
+
+def test_cstore_is_visible_over_qido_within_scope_only(web):
+    h, s = web["https"], web["server"]
+    f = web["base"] / "dimse.dcm"
+    st_uid = PREFIX + "82.1"
+    instance(f, "PDIMSE", "DIMSE^ONLY", st_uid, st_uid + ".1", st_uid + ".1.1")
+    s.dcmtk("storescu", s.nodes["MODN"], str(f))
+    st, rows = h.json("GET", "/dicom-web/studies?StudyInstanceUID=" + st_uid, token=web["tokens"]["tech"])
+    assert st == 200 and len(rows) == 1
+    # The south radiologist sees no trace of it: no rows, and WADO says 404 like for a study that does not exist.
+    st, rows = h.json("GET", "/dicom-web/studies?StudyInstanceUID=" + st_uid, token=web["tokens"]["south"])
+    assert st == 200 and rows == []
+    st, rows = h.json("GET", "/dicom-web/studies?PatientID=PDIMSE", token=web["tokens"]["south"])
+    assert rows == []
+    st_south, _, _ = h.request("GET", "/dicom-web/studies/" + st_uid, token=web["tokens"]["south"])
+    st_none, _, _ = h.request("GET", "/dicom-web/studies/" + PREFIX + "99.9", token=web["tokens"]["tech"])
+    assert st_south == st_none == 404
+    # A token without store permission cannot STOW.
+    body, headers = multipart([f])
+    st, resp = h.json("POST", "/dicom-web/studies", token=web["tokens"]["south"], body=body, headers=headers)
+    assert st == 409 and resp["00081198"]["Value"][0]["00081197"]["Value"][0] == 0x0124
+
+
+def test_login_cookie_and_csrf(web):
+    h = web["https"]
+    time.sleep(30.5 - time.time() % 30)  # the enrolment's TOTP step is spent
+    code = totp(web["secrets"]["tech"])
+    st, hd, body = h.request("POST", "/api/login", body=json.dumps({"username": "tech", "password": "nope",
+                                                                     "code": code}),
+                             headers={"Content-Type": "application/json"})
+    assert st == 401 and b"invalid credentials" in body
+    st, hd, body = h.request("POST", "/api/login", body=json.dumps({"username": "tech", "password": PASSWORD,
+                                                                     "code": code}),
+                             headers={"Content-Type": "application/json"})
+    assert st == 200, body
+    cookie = hd["set-cookie"]
+    for attr in ("__Host-bastion-session=bss_", "Secure", "HttpOnly", "SameSite=Strict", "Path=/"):
+        assert attr in cookie, cookie
+    csrf = json.loads(body)["csrf_token"]
+    jar = {"Cookie": cookie.split(";")[0]}
+    st, info = h.json("GET", "/api/session", headers=jar)
+    assert st == 200 and info["user"] == "tech" and "store" in info["permissions"]
+    f = web["base"] / "cookie.dcm"
+    instance(f, "PCOOKIE", "COOKIE^ONE", PREFIX + "83.1", PREFIX + "83.1.1", PREFIX + "83.1.1.1")
+    body_, headers = multipart([f])
+    st, _ = h.json("POST", "/dicom-web/studies", body=body_, headers={**headers, **jar})
+    assert st == 403  # the cookie alone does not make a state-changing request
+    st, _ = h.json("POST", "/dicom-web/studies", body=body_, headers={**headers, **jar, "X-CSRF-Token": csrf})
+    assert st == 200
+    st, _ = h.json("POST", "/api/logout", headers={**jar, "X-CSRF-Token": csrf})
+    assert st == 200
+    st, _ = h.json("GET", "/api/session", headers=jar)
+    assert st == 401
+
+
+def raw(web, data, read=65536):
+    ctx = ssl.create_default_context(cafile=web["server"].ca)
+    with socket.create_connection(("127.0.0.1", web["server"].https_port), timeout=30) as sock:
+        with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+            tls.sendall(data)
+            try:
+                return tls.recv(read)
+            except (ConnectionResetError, ssl.SSLError, socket.timeout):
+                return b""
+
+
+def test_hostile_requests_get_4xx_and_the_server_keeps_serving(web):
+    h, tok = web["https"], web["tokens"]["tech"]
+    auth = ("Authorization: Bearer %s\r\n" % tok).encode()
+    assert raw(web, b"GET /dicom-web/studies/..%2F..%2Fetc HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")[:12] == b"HTTP/1.1 400"
+    huge_cl = raw(web, b"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\n" + auth +
+                  b"Content-Type: multipart/related; boundary=b\r\nContent-Length: 4294967295\r\n\r\n--b\r\n")
+    assert huge_cl[:12] in (b"HTTP/1.1 413", b"HTTP/1.1 400"), huge_cl[:80]
+    both = raw(web, b"POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\n" + auth +
+               b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert both[:10] == b"HTTP/1.1 4", both[:80]
+    long_qs = raw(web, b"GET /dicom-web/studies?PatientID=" + b"A" * 65536 + b" HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
+    assert long_qs[:10] == b"HTTP/1.1 4", long_qs[:80]
+    many = b"--b\r\n\r\nx\r\n" * 100000 + b"--b--\r\n"  # 100,000 (empty-header) parts, 1 MB
+    st, _, _ = h.request("POST", "/dicom-web/studies", token=tok, body=many,
+                         headers={"Content-Type": "multipart/related; type=application/dicom; boundary=b"})
+    assert st == 413
+    body, headers = multipart([b"x"])
+    gz_headers = dict(headers, **{"Content-Encoding": "gzip"})
+    st, _, _ = h.request("POST", "/dicom-web/studies", token=tok, body=b"\x1f\x8b" + b"\0" * 64, headers=gz_headers)
+    assert st == 415
+    st, _, _ = h.request("GET", "/dicom-web/studies/1.2.3", token=tok, headers={"Accept": "image/png"})
+    assert st == 406
+    # Still serving.
+    st, rows = h.json("GET", "/dicom-web/studies?limit=1", token=tok)
+    assert st == 200 and web["server"].alive()
+
+
+def test_https_port_offers_only_tls12_13_allowed_suites_and_hsts(tmp_path):
+    from test_security import ALLOWED_TLS12, ALLOWED_TLS13
+    import re
+    s = Server(tmp_path / "b", extra_config=HTTP_CONFIG)
+    s.start()
+    try:
+        r = run(["sslscan", "--no-colour", "--no-heartbleed", "127.0.0.1:%d" % s.https_port], timeout=300)
+        st, headers, _ = Https(s).request("GET", "/dicom-web/studies")
+    finally:
+        s.stop()
+    protocols = dict(re.findall(r"^(SSLv[23]|TLSv1\.[0-3])\s+(enabled|disabled)", r.stdout, re.M))
+    assert protocols.get("TLSv1.2") == "enabled" and protocols.get("TLSv1.3") == "enabled", r.stdout
+    for p in ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"):
+        assert protocols.get(p, "disabled") == "disabled", r.stdout
+    accepted = re.findall(r"^(?:Preferred|Accepted)\s+(TLSv1\.[0-3])\s+\d+ bits\s+(\S+)", r.stdout, re.M)
+    assert accepted and accepted[0][0] == "TLSv1.3", r.stdout
+    for proto, suite in accepted:
+        assert suite in (ALLOWED_TLS13 if proto == "TLSv1.3" else ALLOWED_TLS12), (proto, suite)
+    assert st == 401 and headers["strict-transport-security"].startswith("max-age=63072000")

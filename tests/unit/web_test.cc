@@ -1,0 +1,134 @@
+// The HTTP-side parsers: media types, multipart/related streaming, query
+// strings, QIDO-RS parameters and the DICOM JSON of a match.
+#include <gtest/gtest.h>
+
+#include "web/dicomweb/qido.h"
+#include "web/http/multipart.h"
+#include "web/http/query_string.h"
+
+namespace bastion::web {
+namespace {
+
+struct Collected {
+  std::vector<std::map<std::string, std::string>> headers;
+  std::vector<std::string> bodies;
+};
+
+MultipartParser::Callbacks collect(Collected& c) {
+  return {[&c](const std::map<std::string, std::string>& h) {
+            c.headers.push_back(h);
+            c.bodies.emplace_back();
+            return okStatus();
+          },
+          [&c](ByteView d) {
+            c.bodies.back().append(reinterpret_cast<const char*>(d.data()), d.size());
+            return okStatus();
+          },
+          [] { return okStatus(); }};
+}
+
+Status feedInChunks(MultipartParser& p, const std::string& body, size_t chunk) {
+  for (size_t i = 0; i < body.size(); i += chunk) {
+    const std::string piece = body.substr(i, chunk);
+    RETURN_IF_ERROR(p.feed(ByteView(reinterpret_cast<const uint8_t*>(piece.data()), piece.size())));
+  }
+  return p.finish();
+}
+
+TEST(MediaTypeTest, QuotedAndUnquotedParameters) {
+  auto a = parseMediaType("Multipart/Related; type=\"application/dicom\"; boundary=abc");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->type, "multipart/related");
+  EXPECT_EQ(a->params["type"], "application/dicom");
+  EXPECT_EQ(a->params["boundary"], "abc");
+  auto b = parseMediaType("multipart/related;type=application/dicom;boundary=\"a;b \\\"c\\\"\"");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->params["type"], "application/dicom");
+  EXPECT_EQ(b->params["boundary"], "a;b \"c\"");
+  EXPECT_FALSE(parseMediaType("multipart").ok());
+  EXPECT_FALSE(parseMediaType("a/b; x").ok());
+  EXPECT_FALSE(parseMediaType("a/b; x=\"open").ok());
+  EXPECT_FALSE(parseMediaType("a/b; x=1; x=2").ok());
+}
+
+TEST(MultipartTest, PartsSurviveAnyChunking) {
+  const std::string body =
+      "preamble to ignore\r\n--XYZ\r\nContent-Type: application/dicom\r\n\r\nfirst\r\n--XY-almost-a-delimiter\r\n"
+      "\r\n--XYZ\r\nContent-Type: application/dicom\r\nX-Extra: 1\r\n\r\nsecond\r\n--XYZ--\r\nepilogue";
+  for (size_t chunk : {1u, 2u, 3u, 7u, 64u, 4096u}) {
+    Collected c;
+    MultipartParser p("XYZ", {}, collect(c));
+    ASSERT_TRUE(feedInChunks(p, body, chunk).ok()) << chunk;
+    ASSERT_EQ(c.bodies.size(), 2u) << chunk;
+    EXPECT_EQ(c.bodies[0], "first\r\n--XY-almost-a-delimiter\r\n") << chunk;
+    EXPECT_EQ(c.bodies[1], "second") << chunk;
+    EXPECT_EQ(c.headers[1].at("x-extra"), "1");
+    EXPECT_EQ(c.headers[0].at("content-type"), "application/dicom");
+  }
+}
+
+TEST(MultipartTest, HostileBodiesAreRefused) {
+  Collected c;
+  MultipartParser unterminated("b", {}, collect(c));
+  EXPECT_FALSE(feedInChunks(unterminated, "--b\r\n\r\ndata without end", 5).ok());
+  std::string many;
+  for (int i = 0; i < 20; ++i) many += "--b\r\n\r\nx\r\n";
+  many += "--b--";
+  MultipartParser limited("b", {10, 1024, 1024}, collect(c));
+  EXPECT_EQ(feedInChunks(limited, many, 13).code(), StatusCode::kResourceExhausted);
+  MultipartParser headers("b", {10, 64, 1024}, collect(c));
+  EXPECT_EQ(feedInChunks(headers, "--b\r\nX: " + std::string(200, 'a') + "\r\n\r\nx\r\n--b--", 16).code(),
+            StatusCode::kResourceExhausted);
+  MultipartParser preamble("b", {10, 64, 100}, collect(c));
+  EXPECT_FALSE(feedInChunks(preamble, std::string(1000, 'p'), 100).ok());
+  MultipartParser bad_header("b", {}, collect(c));
+  EXPECT_FALSE(feedInChunks(bad_header, "--b\r\nno colon here\r\n\r\nx\r\n--b--", 4).ok());
+  MultipartParser bad_boundary(std::string(71, 'b'), {}, collect(c));
+  EXPECT_FALSE(bad_boundary.finish().ok());
+}
+
+TEST(QueryStringTest, DecodesAndBounds) {
+  auto q = parseQueryString("PatientName=SMITH%5EJOHN*&StudyDate=20200101-&a+b=c+d&empty=&&flag");
+  ASSERT_TRUE(q.ok());
+  ASSERT_EQ(q->size(), 5u);
+  EXPECT_EQ((*q)[0], (std::pair<std::string, std::string>{"PatientName", "SMITH^JOHN*"}));
+  EXPECT_EQ((*q)[2], (std::pair<std::string, std::string>{"a b", "c d"}));
+  EXPECT_EQ((*q)[4].first, "flag");
+  EXPECT_FALSE(parseQueryString("a=%4").ok());
+  EXPECT_FALSE(parseQueryString("a=%zz").ok());
+  EXPECT_FALSE(parseQueryString("a=%00").ok());
+  EXPECT_FALSE(parseQueryString(std::string(70000, 'a')).ok());
+  EXPECT_FALSE(decodePathSegment("..%2Fetc").ok());
+  EXPECT_EQ(*decodePathSegment("1.2.3"), "1.2.3");
+}
+
+TEST(QidoTest, KeysLimitsAndLevels) {
+  auto params = parseQueryString("PatientID=P1&0020000D=1.2&limit=100000000&offset=3&includefield=all&fuzzymatching=false");
+  auto r = parseQido(QueryLevel::kStudy, "", "", *params, 1000);
+  ASSERT_TRUE(r.ok()) << r.status().toString();
+  EXPECT_EQ(r->query.limit, 1000u);  // capped
+  EXPECT_EQ(r->offset, 3u);
+  EXPECT_EQ(r->query.keys.at(0x00100020), "P1");
+  EXPECT_EQ(r->query.keys.at(0x0020000D), "1.2");
+  auto series_key = parseQueryString("Modality=CT");
+  EXPECT_FALSE(parseQido(QueryLevel::kStudy, "", "", *series_key, 10).ok());  // not a study-level key
+  EXPECT_TRUE(parseQido(QueryLevel::kSeries, "1.2", "", *series_key, 10).ok());
+  for (const char* bad : {"Unknown=1", "limit=-1", "limit=abc", "fuzzymatching=true", "includefield=Nope",
+                          "PatientID=a&PatientID=b"})
+    EXPECT_FALSE(parseQido(QueryLevel::kImage, "", "", *parseQueryString(bad), 10).ok()) << bad;
+}
+
+TEST(QidoTest, DicomJsonModel) {
+  QueryRow row{{0x00100010, "DOE^JANE"}, {0x0020000D, "1.2.3"}, {0x00201208, "12"}, {0x00080061, "CT\\MR"},
+               {0x00080050, ""}};
+  auto j = toDicomJson(row, QueryLevel::kStudy, "/dicom-web");
+  EXPECT_EQ(j["00100010"]["vr"], "PN");
+  EXPECT_EQ(j["00100010"]["Value"][0]["Alphabetic"], "DOE^JANE");
+  EXPECT_EQ(j["00201208"]["Value"][0], 12);
+  EXPECT_EQ(j["00080061"]["Value"].size(), 2u);
+  EXPECT_FALSE(j["00080050"].contains("Value"));  // empty attribute: vr only
+  EXPECT_EQ(j["00081190"]["Value"][0], "/dicom-web/studies/1.2.3");
+}
+
+}  // namespace
+}  // namespace bastion::web
