@@ -138,7 +138,7 @@ Response DicomWebService::handle(Request& req) {
     if (req.method != "POST") return error(405, "method not allowed");
     return logout(req);
   }
-  const bool api = !seg.empty() && (seg[0] == "api" || seg[0] == "dicom-web");
+  const bool api = !seg.empty() && (seg[0] == "api" || seg[0] == "dicom-web" || seg[0] == "wado");
   if (!api) return error(404, "not found");
   CallContext ctx;
   Response refusal;
@@ -147,12 +147,15 @@ Response DicomWebService::handle(Request& req) {
     if (seg.size() == 2 && seg[1] == "session" && req.method == "GET") return session(req, ctx);
     return error(404, "not found");
   }
-  // /dicom-web/...
-  for (size_t i = 2; i < seg.size(); i += 2)
-    if (!isValidUid(seg[i])) return error(400, "invalid UID in path");
+  if (seg[0] == "wado") return req.method == "GET" ? wadoUri(req, ctx) : error(405, "method not allowed");
+  // /dicom-web/...: the segment after studies/series/instances is a UID.
   const size_t n = seg.size();
-  auto is = [&](size_t i, const char* s) { return i < n && seg[i] == s; };
+  for (size_t i = 1; i + 1 < n; ++i)
+    if ((seg[i] == "studies" || seg[i] == "series" || seg[i] == "instances") && !isValidUid(seg[i + 1]))
+      return error(400, "invalid UID in path");
+  auto is = [&](size_t i, const char* v) { return i < n && seg[i] == v; };
   const bool get = req.method == "GET", post = req.method == "POST";
+  if (req.method == "OPTIONS" && n <= 2) return capabilities();
   if (n == 2 && is(1, "studies")) {
     if (get) return qido(req, ctx, QueryLevel::kStudy, "", "");
     if (post) return stow(req, ctx, "");
@@ -163,20 +166,32 @@ Response DicomWebService::handle(Request& req) {
   } else if (n == 3 && is(1, "studies")) {
     if (get) return wado(req, ctx, QueryLevel::kStudy, seg[2], "", "");
     if (post) return stow(req, ctx, seg[2]);
-  } else if (n == 4 && is(1, "studies") && is(3, "series") && get) {
-    return qido(req, ctx, QueryLevel::kSeries, seg[2], "");
-  } else if (n == 4 && is(1, "studies") && is(3, "instances") && get) {
-    return qido(req, ctx, QueryLevel::kImage, seg[2], "");
+  } else if (n == 4 && is(1, "studies") && get) {
+    if (is(3, "series")) return qido(req, ctx, QueryLevel::kSeries, seg[2], "");
+    if (is(3, "instances")) return qido(req, ctx, QueryLevel::kImage, seg[2], "");
+    if (is(3, "metadata")) return metadata(ctx, QueryLevel::kStudy, seg[2], "", "");
   } else if (n == 5 && is(1, "studies") && is(3, "series") && get) {
     return wado(req, ctx, QueryLevel::kSeries, seg[2], seg[4], "");
-  } else if (n == 6 && is(1, "studies") && is(3, "series") && is(5, "instances") && get) {
-    return qido(req, ctx, QueryLevel::kImage, seg[2], seg[4]);
+  } else if (n == 6 && is(1, "studies") && is(3, "series") && get) {
+    if (is(5, "instances")) return qido(req, ctx, QueryLevel::kImage, seg[2], seg[4]);
+    if (is(5, "metadata")) return metadata(ctx, QueryLevel::kSeries, seg[2], seg[4], "");
   } else if (n == 7 && is(1, "studies") && is(3, "series") && is(5, "instances") && get) {
     return wado(req, ctx, QueryLevel::kImage, seg[2], seg[4], seg[6]);
+  } else if (n == 8 && is(1, "studies") && is(3, "series") && is(5, "instances") && get) {
+    if (is(7, "metadata")) return metadata(ctx, QueryLevel::kImage, seg[2], seg[4], seg[6]);
+    if (is(7, "rendered")) return image(req, ctx, seg[2], seg[4], seg[6], 1, 0, "");
+    if (is(7, "thumbnail")) return image(req, ctx, seg[2], seg[4], seg[6], 1, 128, "");
+  } else if (n == 9 && is(1, "studies") && is(3, "series") && is(5, "instances") && is(7, "bulkdata") && get) {
+    return bulkdata(ctx, seg[2], seg[4], seg[6], seg[8]);
+  } else if (n == 10 && is(1, "studies") && is(3, "series") && is(5, "instances") && is(7, "frames") &&
+             (is(9, "rendered") || is(9, "thumbnail")) && get) {
+    if (seg[8].empty() || seg[8].size() > 6 || seg[8].find_first_not_of("0123456789") != std::string::npos)
+      return error(400, "one frame number");
+    return image(req, ctx, seg[2], seg[4], seg[6], std::stoi(seg[8]), is(9, "thumbnail") ? 128 : 0, "");
   } else {
     return error(404, "not found");
   }
-  return error(405, "method not allowed");
+  return error(n <= 10 ? 405 : 404, "method not allowed");
 }
 
 Response DicomWebService::login(Request& req) {
@@ -344,6 +359,157 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
     ++*sent;
     return true;
   };
+  return r;
+}
+
+namespace {
+
+std::string hexUpper(uint32_t v) {
+  char b[9];
+  std::snprintf(b, sizeof b, "%08X", v);
+  return b;
+}
+
+}  // namespace
+
+Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, const std::string& study,
+                                   const std::string& series, const std::string& instance) {
+  Query q;
+  q.level = level;
+  q.keys[0x0020000D] = study;
+  if (!series.empty()) q.keys[0x0020000E] = series;
+  if (!instance.empty()) q.keys[0x00080018] = instance;
+  auto sel = retrieve_.select(ctx, "wado-metadata", q);
+  if (!sel.ok())
+    return sel.status().code() == StatusCode::kPermissionDenied ? error(404, "not found") : error(500, "retrieve failed");
+  auto list = std::make_shared<std::vector<InstanceLocation>>(std::move(sel->instances));
+  auto next = std::make_shared<size_t>(0);
+  const std::string base = cfg_.base_url + "/dicom-web", rule = sel->rule;
+  Response r;
+  r.set("Content-Type", "application/dicom+json");
+  r.stream = [this, ctx, list, next, base, study, rule](std::string& chunk) -> StatusOr<bool> {
+    if (*next >= list->size()) {
+      chunk = "]";
+      retrieve_.audit(ctx, "wado-metadata", study, static_cast<uint32_t>(list->size()), "success", "", rule);
+      return false;
+    }
+    const InstanceLocation& loc = (*list)[*next];
+    ASSIGN_OR_RETURN(Bytes bytes, retrieve_.read(loc));
+    const std::string prefix = base + "/studies/" + loc.study_uid + "/series/" + loc.series_uid + "/instances/" +
+                               loc.sop_uid + "/bulkdata";
+    ASSIGN_OR_RETURN(std::string obj, renderer_.metadata(bytes, 1024, prefix));
+    chunk = (*next == 0 ? "[" : ",") + obj;
+    ++*next;
+    return true;
+  };
+  return r;
+}
+
+Response DicomWebService::image(Request& req, const CallContext& ctx, const std::string& study,
+                                const std::string& series, const std::string& instance, int frame, int max_side,
+                                const std::string& forced_type) {
+  std::string type = forced_type;
+  if (type.empty()) {
+    const std::string accept = req.header("accept");
+    const bool png = accept.find("image/png") != std::string::npos, jpeg = accept.find("image/jpeg") != std::string::npos;
+    if (!accept.empty() && !png && !jpeg && accept.find("*/*") == std::string::npos && accept.find("image/*") == std::string::npos)
+      return error(406, "rendered images are image/jpeg or image/png");
+    type = png && !jpeg ? "image/png" : "image/jpeg";
+  }
+  Query q;
+  q.level = QueryLevel::kImage;
+  q.keys = {{0x0020000D, study}, {0x00080018, instance}};
+  if (!series.empty()) q.keys[0x0020000E] = series;
+  auto sel = retrieve_.select(ctx, "wado-rendered", q);
+  if (!sel.ok() || sel->instances.size() != 1)
+    return !sel.ok() && sel.status().code() != StatusCode::kPermissionDenied ? error(500, "retrieve failed")
+                                                                               : error(404, "not found");
+  auto bytes = retrieve_.read(sel->instances[0]);
+  if (!bytes.ok()) {
+    retrieve_.audit(ctx, "integrity", study, 1, "failure", bytes.status().toString(), sel->rule);
+    return error(500, "stored object failed verification");
+  }
+  auto img = renderer_.render(*bytes, frame, type == "image/png", max_side);
+  retrieve_.audit(ctx, "wado-rendered", study, img.ok() ? 1 : 0, img.ok() ? "success" : "failure",
+                  img.ok() ? "" : img.status().message(), sel->rule);
+  if (!img.ok()) return error(img.status().code() == StatusCode::kInvalidArgument ? 406 : 500, img.status().message());
+  Response r;
+  r.set("Content-Type", type);
+  r.body.assign(reinterpret_cast<const char*>(img->data()), img->size());
+  return r;
+}
+
+Response DicomWebService::bulkdata(const CallContext& ctx, const std::string& study, const std::string& series,
+                                   const std::string& instance, const std::string& tag_hex) {
+  if (tag_hex.size() != 8 || tag_hex.find_first_not_of("0123456789ABCDEFabcdef") != std::string::npos)
+    return error(400, "bulk data is addressed by an 8-digit hexadecimal tag");
+  const uint32_t tag = static_cast<uint32_t>(std::stoul(tag_hex, nullptr, 16));
+  Query q;
+  q.level = QueryLevel::kImage;
+  q.keys = {{0x0020000D, study}, {0x0020000E, series}, {0x00080018, instance}};
+  auto sel = retrieve_.select(ctx, "wado-bulkdata", q);
+  if (!sel.ok() || sel->instances.size() != 1) return error(404, "not found");
+  auto bytes = retrieve_.read(sel->instances[0]);
+  if (!bytes.ok()) return error(500, "stored object failed verification");
+  auto value = renderer_.bulk(*bytes, tag);
+  retrieve_.audit(ctx, "wado-bulkdata", study, value.ok() ? 1 : 0, value.ok() ? "success" : "failure",
+                  hexUpper(tag), sel->rule);
+  if (!value.ok()) return error(value.status().code() == StatusCode::kNotFound ? 404 : 406, value.status().message());
+  const std::string boundary = "bastion-" + randomHex(16);
+  Response r;
+  r.set("Content-Type", "multipart/related; type=\"application/octet-stream\"; boundary=" + boundary);
+  r.body = "--" + boundary + "\r\nContent-Type: application/octet-stream\r\n\r\n";
+  r.body.append(reinterpret_cast<const char*>(value->data()), value->size());
+  r.body += "\r\n--" + boundary + "--\r\n";
+  return r;
+}
+
+// WADO-URI (PS3.18 9): /wado?requestType=WADO&studyUID=..&seriesUID=..&objectUID=..[&contentType=..][&frameNumber=..]
+Response DicomWebService::wadoUri(Request& req, const CallContext& ctx) {
+  auto params = parseQueryString(req.query);
+  if (!params.ok()) return error(400, params.status().message());
+  std::map<std::string, std::string> p;
+  for (const auto& [k, v] : *params) p[k] = v;
+  if (p["requestType"] != "WADO") return error(400, "requestType=WADO is required");
+  for (const char* k : {"studyUID", "seriesUID", "objectUID"})
+    if (!isValidUid(p[k])) return error(400, std::string(k) + " is required and must be a UID");
+  const std::string type = p.count("contentType") ? p["contentType"] : "image/jpeg";
+  if (type == "application/dicom") {
+    Query q;
+    q.level = QueryLevel::kImage;
+    q.keys = {{0x0020000D, p["studyUID"]}, {0x0020000E, p["seriesUID"]}, {0x00080018, p["objectUID"]}};
+    auto sel = retrieve_.select(ctx, "wado-uri", q);
+    if (!sel.ok() || sel->instances.size() != 1) return error(404, "not found");
+    auto bytes = retrieve_.read(sel->instances[0]);
+    retrieve_.audit(ctx, "wado-uri", p["studyUID"], bytes.ok() ? 1 : 0, bytes.ok() ? "success" : "failure", "",
+                    sel->rule);
+    if (!bytes.ok()) return error(500, "stored object failed verification");
+    Response r;
+    r.set("Content-Type", "application/dicom");
+    r.body.assign(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+    return r;
+  }
+  if (type != "image/jpeg" && type != "image/png") return error(406, "contentType: application/dicom, image/jpeg or image/png");
+  int frame = 1;
+  if (p.count("frameNumber")) {
+    const std::string& f = p["frameNumber"];
+    if (f.empty() || f.size() > 6 || f.find_first_not_of("0123456789") != std::string::npos)
+      return error(400, "frameNumber is a number");
+    frame = std::stoi(f);
+  }
+  return image(req, ctx, p["studyUID"], p["seriesUID"], p["objectUID"], frame, 0, type);
+}
+
+Response DicomWebService::capabilities() {
+  Response r = json(200, {{"server", "Bastion"},
+                          {"dicomweb", {{"qido-rs", {"studies", "series", "instances"}},
+                                        {"stow-rs", {"multipart/related; type=application/dicom"}},
+                                        {"wado-rs", {"study", "series", "instance", "metadata", "bulkdata", "rendered",
+                                                     "thumbnail", "frames/{n}/rendered"}},
+                                        {"wado-uri", {"application/dicom", "image/jpeg", "image/png"}}}},
+                          {"authentication", {"bearer api token", "bearer OIDC access token", "session cookie + CSRF"}},
+                          {"qido_max_results", cfg_.max_qido_results}});
+  r.set("Allow", "GET, POST, OPTIONS");
   return r;
 }
 

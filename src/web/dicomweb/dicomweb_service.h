@@ -10,6 +10,7 @@
 
 #include "bastion/auth/auth_service.h"
 #include "bastion/service/archive.h"
+#include "web/dicomweb/renderer.h"
 #include "web/http/server.h"
 
 namespace bastion::web {
@@ -25,9 +26,9 @@ struct DicomWebConfig {
 class DicomWebService {
  public:
   DicomWebService(DicomWebConfig cfg, AuthService& auth, StoreService& store, QueryService& query,
-                  RetrieveService& retrieve, AuditLog& audit, const Clock& clock)
+                  RetrieveService& retrieve, AuditLog& audit, const Clock& clock, InstanceRenderer& renderer)
       : cfg_(std::move(cfg)), auth_(auth), store_(store), query_(query), retrieve_(retrieve), audit_(audit),
-        clock_(clock) {}
+        clock_(clock), renderer_(renderer) {}
   Response handle(Request& req);
 
  private:
@@ -39,6 +40,15 @@ class DicomWebService {
   Response stow(Request& req, const CallContext& ctx, const std::string& study);
   Response wado(Request& req, const CallContext& ctx, QueryLevel level, const std::string& study,
                 const std::string& series, const std::string& instance);
+  Response metadata(const CallContext& ctx, QueryLevel level, const std::string& study, const std::string& series,
+                    const std::string& instance);
+  // One instance as an image (rendered/thumbnail, also WADO-URI), or its bulk data.
+  Response image(Request& req, const CallContext& ctx, const std::string& study, const std::string& series,
+                 const std::string& instance, int frame, int max_side, const std::string& forced_type);
+  Response bulkdata(const CallContext& ctx, const std::string& study, const std::string& series,
+                    const std::string& instance, const std::string& tag);
+  Response wadoUri(Request& req, const CallContext& ctx);
+  Response capabilities();
   // The caller's context, or an error response (401/403) in `refusal`.
   bool authenticate(Request& req, CallContext& ctx, Response& refusal);
 
@@ -49,6 +59,7 @@ class DicomWebService {
   RetrieveService& retrieve_;
   AuditLog& audit_;
   const Clock& clock_;
+  InstanceRenderer& renderer_;
 };
 
 // The CSRF token bound to a session token (sent with the login response,

@@ -1,0 +1,145 @@
+#include "dicom/dcmtk/renderer.h"
+
+#include <dcmtk/config/osconfig.h>  // first, as DCMTK requires
+
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcjson.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmimgle/dcmimage.h>
+// The plugins need dcmimage.h first.
+#include <dcmtk/dcmimage/diregist.h>  // colour images
+#include <dcmtk/dcmimage/dipipng.h>
+#include <dcmtk/dcmjpeg/dipijpeg.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <sstream>
+
+#include "dicom/dcmtk/dataset_io.h"
+
+namespace bastion::dicom {
+namespace {
+
+bool isBinary(DcmEVR vr) {
+  switch (vr) {
+    case EVR_OB: case EVR_OW: case EVR_OF: case EVR_OD: case EVR_OL: case EVR_OV: case EVR_UN: case EVR_ox:
+    case EVR_px:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string hexTag(const DcmTagKey& t) {
+  char b[9];
+  std::snprintf(b, sizeof b, "%04X%04X", t.getGroup(), t.getElement());
+  return b;
+}
+
+// Compact DICOM JSON with BulkDataURIs for the chosen tags.
+class BulkJson final : public DcmJsonFormatCompact {
+ public:
+  BulkJson(std::set<DcmTagKey> tags, std::string prefix)
+      : DcmJsonFormatCompact(OFFalse), tags_(std::move(tags)), prefix_(std::move(prefix)) {}
+  OFBool asBulkDataURI(const DcmTagKey& tag, OFString& uri) override {
+    if (!tags_.count(tag)) return OFFalse;
+    uri = (prefix_ + "/" + hexTag(tag)).c_str();
+    return OFTrue;
+  }
+
+ private:
+  std::set<DcmTagKey> tags_;
+  std::string prefix_;
+};
+
+// Writes through a memory FILE* (the plugins take C streams).
+class MemoryFile {
+ public:
+  MemoryFile() : f_(open_memstream(&buf_, &len_)) {}
+  ~MemoryFile() {
+    if (f_) std::fclose(f_);
+    std::free(buf_);
+  }
+  FILE* get() { return f_; }
+  Bytes take() {
+    std::fclose(f_);
+    f_ = nullptr;
+    return Bytes(reinterpret_cast<uint8_t*>(buf_), reinterpret_cast<uint8_t*>(buf_) + len_);
+  }
+
+ private:
+  char* buf_ = nullptr;
+  size_t len_ = 0;
+  FILE* f_;
+};
+
+}  // namespace
+
+StatusOr<std::string> DcmtkRenderer::metadata(ByteView part10, size_t bulk_threshold, const std::string& prefix) {
+  std::string ts;
+  ASSIGN_OR_RETURN(auto ds, parseStoredObject(part10, ts));
+  std::set<DcmTagKey> bulk;
+  for (unsigned long i = 0; i < ds->card(); ++i) {
+    DcmElement* e = ds->getElement(i);
+    if (e && (isBinary(e->getVR()) || e->getTag() == DCM_PixelData) &&
+        (e->getLength() > bulk_threshold || e->getLength() == DCM_UndefinedLength))
+      bulk.insert(e->getTag());
+  }
+  BulkJson format(std::move(bulk), prefix);
+  std::ostringstream out;
+  if (ds->writeJsonExt(out, format, OFTrue, OFFalse).bad()) return internalError("cannot write DICOM JSON");
+  return out.str();
+}
+
+StatusOr<Bytes> DcmtkRenderer::bulk(ByteView part10, uint32_t tag) {
+  std::string ts;
+  ASSIGN_OR_RETURN(auto ds, parseStoredObject(part10, ts));
+  DcmElement* e = nullptr;
+  const DcmTagKey key(static_cast<Uint16>(tag >> 16), static_cast<Uint16>(tag & 0xFFFF));
+  if (ds->findAndGetElement(key, e).bad() || !e) return notFound("no such element");
+  if (key == DCM_PixelData && DcmXfer(ts.c_str()).isEncapsulated())
+    return invalidArgument("compressed pixel data is served as frames in its own syntax");
+  if (!isBinary(e->getVR()) && key != DCM_PixelData) return invalidArgument("not a bulk data element");
+  Uint8* data = nullptr;
+  if (e->getUint8Array(data).bad() || (!data && e->getLength() > 0)) return internalError("cannot read the value");
+  return Bytes(data, data + e->getLength());
+}
+
+StatusOr<Bytes> DcmtkRenderer::render(ByteView part10, int frame, bool png, int max_side) {
+  std::string ts;
+  ASSIGN_OR_RETURN(auto ds, parseStoredObject(part10, ts));
+  DcmXfer xfer(ts.c_str());
+  if (xfer.isEncapsulated())
+    return invalidArgument("compressed pixel data is not decoded in the archive process yet");
+  if (frame < 1) return invalidArgument("frame numbers start at 1");
+  DicomImage image(ds.get(), xfer.getXfer(), CIF_UsePartialAccessToPixelData, static_cast<unsigned long>(frame - 1), 1);
+  if (image.getStatus() != EIS_Normal) return invalidArgument(std::string("cannot render: ") +
+                                                              DicomImage::getString(image.getStatus()));
+  if (image.isMonochrome() && !(image.getWindowCount() > 0 && image.setWindow(0))) image.setMinMaxWindow();
+  std::unique_ptr<DicomImage> scaled;
+  DicomImage* out = &image;
+  const unsigned long w = image.getWidth(), h = image.getHeight();
+  if (max_side > 0 && (w > static_cast<unsigned long>(max_side) || h > static_cast<unsigned long>(max_side))) {
+    const bool wide = w >= h;
+    scaled.reset(image.createScaledImage(wide ? max_side : 0UL, wide ? 0UL : max_side, 1 /* interpolate */, 1));
+    if (!scaled || scaled->getStatus() != EIS_Normal) return internalError("cannot scale the image");
+    out = scaled.get();
+  }
+  MemoryFile file;
+  if (!file.get()) return internalError("out of memory");
+  int ok = 0;
+  if (png) {
+    DiPNGPlugin plugin;
+    ok = out->writePluginFormat(&plugin, file.get(), 0);
+  } else {
+    DiJPEGPlugin plugin;
+    plugin.setQuality(90);
+    ok = out->writePluginFormat(&plugin, file.get(), 0);
+  }
+  if (!ok) return internalError("cannot encode the rendered image");
+  return file.take();
+}
+
+}  // namespace bastion::dicom

@@ -1,0 +1,29 @@
+// What DICOMweb needs from a DICOM toolkit, as an interface (the web
+// front-end includes no DCMTK; src/dicom/dcmtk/renderer implements it).
+#pragma once
+
+#include <string>
+
+#include "bastion/common/bytes.h"
+#include "bastion/common/status.h"
+
+namespace bastion::web {
+
+class InstanceRenderer {
+ public:
+  virtual ~InstanceRenderer() = default;
+  // The DICOM JSON model (one object) of a stored Part-10 object. Binary
+  // values (OB, OW, OF, OD, OL, OV, UN) over `bulk_threshold` bytes are given as
+  // BulkDataURI = `bulk_prefix` + "/" + 8 hex digits of the tag.
+  virtual StatusOr<std::string> metadata(ByteView part10, size_t bulk_threshold, const std::string& bulk_prefix) = 0;
+  // The value of a top-level binary element; kNotFound if absent,
+  // kInvalidArgument for encapsulated (compressed) pixel data.
+  virtual StatusOr<Bytes> bulk(ByteView part10, uint32_t tag) = 0;
+  // Frame `frame` (1-based) as the image a viewer shows: the data set's first
+  // window (or min-max), JPEG or PNG, scaled so that its longer side is at most
+  // `max_side` (0: full size). Compressed pixel data is not decoded here
+  // (kInvalidArgument) until codecs run isolated (R20).
+  virtual StatusOr<Bytes> render(ByteView part10, int frame, bool png, int max_side) = 0;
+};
+
+}  // namespace bastion::web
