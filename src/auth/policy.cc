@@ -88,6 +88,12 @@ Decision Policy::decide(const Principal& who, Action action, const Resource& wha
   }
   StudyScope& s = d.scope;
   if (!who.restrict_site.empty()) s.restrict_sites.push_back(who.restrict_site);
+  // Deletion is an administrative act on any study (permission-gated, audited).
+  if (action == Action::kDelete) {
+    s.all = true;
+    d.rule = "allow:permission:delete";
+    return d;
+  }
   if (who.scope_rules & kScopeAll) {
     s.all = true;
     d.rule = std::string("allow:scope-all:") + actionName(action) + (who.restrict_site.empty() ? "" : "+node-site");

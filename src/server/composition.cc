@@ -23,6 +23,7 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
   a->store = std::make_unique<StoreService>(deps);
   a->query = std::make_unique<QueryService>(deps);
   a->retrieve = std::make_unique<RetrieveService>(deps);
+  a->remove = std::make_unique<DeleteService>(deps, config.retention_days);
   return a;
 }
 

@@ -25,6 +25,7 @@ struct Archive {
   std::unique_ptr<StoreService> store;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<RetrieveService> retrieve;
+  std::unique_ptr<DeleteService> remove;
 };
 
 StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config);

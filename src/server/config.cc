@@ -128,6 +128,8 @@ StatusOr<Config> loadConfig(const std::string& path) {
         static_cast<size_t>((*h)["max_connections"].value_or(static_cast<int64_t>(c.https_max_connections)));
     if (c.https_max_connections < 1 || c.https_max_body < 1024) return invalidArgument("a value in [http] is out of range");
   }
+  c.retention_days = static_cast<int>(t["retention"]["days"].value_or(int64_t{0}));
+  if (c.retention_days < 0 || c.retention_days > 36500) return invalidArgument("[retention] days is out of range");
   auto lim = t["limits"];
   c.max_associations = static_cast<int>(lim["max_associations"].value_or(int64_t{c.max_associations}));
   c.max_associations_per_node =

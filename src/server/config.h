@@ -42,6 +42,7 @@ struct Config {
   int block_s = 60;
   ArchiveLimits limits;
   AuthConfig auth;  // [auth]: passwords, sessions, throttling, identity provider
+  int retention_days = 0;  // [retention] days: studies younger than this cannot be deleted
 
   std::string indexPath() const { return data_dir + "/index.sqlite"; }
   std::string blobRoot() const { return data_dir + "/blobs"; }

@@ -131,6 +131,7 @@ StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const Sto
   r.referring_physician = value(scan, tg::kReferringPhysicianName);
   r.requesting_physician = value(scan, tg::kRequestingPhysician);
   r.site = ctx.principal.site;
+  r.received = std::chrono::duration_cast<std::chrono::seconds>(d_.clock.now().time_since_epoch()).count();
   r.study_description = value(scan, tg::kStudyDescription);
   r.study_id = value(scan, tg::kStudyId);
   r.modality = value(scan, tg::kModality);

@@ -54,6 +54,7 @@ ROUTES = [("GET", "/dicom-web/studies"), ("GET", "/dicom-web/series"), ("GET", "
     ("GET", "/dicom-web/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5/frames/1/rendered"),
     ("GET", "/dicom-web/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5/bulkdata/7FE00010"),
     ("GET", "/wado?requestType=WADO&studyUID=1.2&seriesUID=1.2.3&objectUID=1.2.3.4"), ("OPTIONS", "/dicom-web"),
+    ("DELETE", "/dicom-web/studies/1.2.3"),
           ("POST", "/dicom-web/studies"), ("POST", "/dicom-web/studies/1.2.3"), ("GET", "/api/session")]
 
 
@@ -275,3 +276,35 @@ def test_metadata_rendered_thumbnail_bulkdata_and_wado_uri(web):
     assert st == 406
     st, caps = h.json("OPTIONS", "/dicom-web", token=tok)
     assert st == 200 and "qido-rs" in caps["dicomweb"]
+
+
+def test_delete_needs_the_permission_keeps_the_audit_and_honours_retention(web, tmp_path):
+    h, s = web["https"], web["server"]
+    uid = PREFIX + "84.1"
+    f = web["base"] / "del.dcm"
+    instance(f, "PDEL", "DEL^ME", uid, uid + ".1", uid + ".1.1")
+    body, headers = multipart([f])
+    assert h.json("POST", "/dicom-web/studies", token=web["tokens"]["tech"], body=body, headers=headers)[0] == 200
+    assert h.request("DELETE", "/dicom-web/studies/" + uid, token=web["tokens"]["tech"])[0] == 403
+    add_user(s, "boss", ["admin"], "north")
+    boss = token(s, "boss", "delete")
+    st, out = h.json("DELETE", "/dicom-web/studies/" + uid, token=boss)
+    assert st == 200 and out["deleted_instances"] == 1
+    assert h.json("GET", "/dicom-web/studies?StudyInstanceUID=" + uid, token=web["tokens"]["tech"])[1] == []
+    assert h.request("DELETE", "/dicom-web/studies/" + uid, token=boss)[0] == 404
+    events = [json.loads(line) for line in (s.data / "audit.log").read_text().splitlines()]
+    deleted = [e for e in events if e["action"] == "delete" and e["outcome"] == "success"]
+    assert deleted and deleted[-1]["study"] == uid and deleted[-1]["severity"] == "high"
+    # With a retention period, a fresh study stays.
+    r = Server(tmp_path / "r", extra_config=AUTH_CONFIG + HTTP_CONFIG + "\n[retention]\ndays = 30\n")
+    add_user(r, "boss", ["admin"], "main")
+    add_user(r, "tech", ["technologist"], "main")
+    boss_r, tech_r = token(r, "boss", "delete"), token(r, "tech", "store")
+    r.start()
+    try:
+        hr = Https(r)
+        assert hr.json("POST", "/dicom-web/studies", token=tech_r, body=body, headers=headers)[0] == 200
+        st, out = hr.json("DELETE", "/dicom-web/studies/" + uid, token=boss_r)
+        assert st == 409 and "retention" in out["error"]
+    finally:
+        r.stop()

@@ -54,6 +54,10 @@ TEST(PolicyTest, PermissionsDecideAndRulesAreNamed) {
   EXPECT_TRUE(d.scope.sites.empty());
   EXPECT_EQ(d.scope.physician_names, std::vector<std::string>{"HOUSE^GREGORY"});
   EXPECT_TRUE(policy.decide(user("all", kPermFind, kScopeAll), Action::kFind, {}, kNow).scope.all);
+  // Deletion: the permission decides, on any study; without it, never.
+  d = policy.decide(user("boss", kPermDelete, 0), Action::kDelete, {"1.2"}, kNow);
+  EXPECT_TRUE(d.allowed && d.scope.all);
+  EXPECT_FALSE(policy.decide(rad, Action::kDelete, {"1.2"}, kNow).allowed);
 }
 
 InstanceRecord rec(const std::string& pid, const std::string& study, const std::string& sop, const std::string& site,

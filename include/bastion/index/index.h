@@ -27,6 +27,7 @@ struct InstanceRecord {
       study_id;
   std::string requesting_physician;  // (0032,1032); like the referring physician, it gives scope
   std::string site;                  // organisation/site of the node or user that stored the study first
+  int64_t received = 0;              // unix seconds when stored (the study keeps its first)
   // Series.
   std::string series_uid, modality, series_number, series_description;
   // Instance.
@@ -102,6 +103,12 @@ class Index {
   virtual StatusOr<std::vector<InstanceLocation>> instancesFor(const Query& query) = 0;
   virtual Status forEachInstance(const std::function<void(const InstanceLocation&)>& fn) = 0;
   virtual StatusOr<uint64_t> instanceCount() = 0;
+  // When the study was first received (unix seconds); kNotFound if absent.
+  virtual StatusOr<int64_t> studyReceived(const std::string& study_uid) = 0;
+  // Removes a study's instances, series and study rows (and its patient's
+  // if it has no other study) in one transaction; returns what was removed,
+  // so that the caller can remove the blobs.
+  virtual StatusOr<std::vector<InstanceLocation>> deleteStudy(const std::string& study_uid) = 0;
 };
 
 }  // namespace bastion

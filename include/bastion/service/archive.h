@@ -78,6 +78,22 @@ class StoreService {
   ArchiveDeps d_;
 };
 
+// Deletes studies: the Policy's kDelete permission, a retention period
+// (studies younger than it are refused), audit record kept.
+class DeleteService {
+ public:
+  explicit DeleteService(ArchiveDeps deps, int retention_days = 0) : d_(std::move(deps)), retention_days_(retention_days) {}
+  // Number of instances removed. kPermissionDenied (Policy), kNotFound (no
+  // such study), kUnavailable (under retention). Blobs are removed after the
+  // index rows, so a crash in between leaves orphans for the start-up sweep,
+  // never rows without objects.
+  StatusOr<uint32_t> deleteStudy(const CallContext& ctx, const std::string& study_uid);
+
+ private:
+  ArchiveDeps d_;
+  int retention_days_;
+};
+
 class QueryService {
  public:
   explicit QueryService(ArchiveDeps deps) : d_(std::move(deps)) {}

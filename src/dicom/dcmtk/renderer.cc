@@ -1,15 +1,14 @@
 #include "dicom/dcmtk/renderer.h"
 
 #include <dcmtk/config/osconfig.h>  // first, as DCMTK requires
-
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcjson.h>
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmimgle/dcmimage.h>
 // The plugins need dcmimage.h first.
-#include <dcmtk/dcmimage/diregist.h>  // colour images
 #include <dcmtk/dcmimage/dipipng.h>
+#include <dcmtk/dcmimage/diregist.h>  // colour images
 #include <dcmtk/dcmjpeg/dipijpeg.h>
 
 #include <cstdio>
@@ -24,7 +23,14 @@ namespace {
 
 bool isBinary(DcmEVR vr) {
   switch (vr) {
-    case EVR_OB: case EVR_OW: case EVR_OF: case EVR_OD: case EVR_OL: case EVR_OV: case EVR_UN: case EVR_ox:
+    case EVR_OB:
+    case EVR_OW:
+    case EVR_OF:
+    case EVR_OD:
+    case EVR_OL:
+    case EVR_OV:
+    case EVR_UN:
+    case EVR_ox:
     case EVR_px:
       return true;
     default:
@@ -111,12 +117,11 @@ StatusOr<Bytes> DcmtkRenderer::render(ByteView part10, int frame, bool png, int 
   std::string ts;
   ASSIGN_OR_RETURN(auto ds, parseStoredObject(part10, ts));
   DcmXfer xfer(ts.c_str());
-  if (xfer.isEncapsulated())
-    return invalidArgument("compressed pixel data is not decoded in the archive process yet");
+  if (xfer.isEncapsulated()) return invalidArgument("compressed pixel data is not decoded in the archive process yet");
   if (frame < 1) return invalidArgument("frame numbers start at 1");
   DicomImage image(ds.get(), xfer.getXfer(), CIF_UsePartialAccessToPixelData, static_cast<unsigned long>(frame - 1), 1);
-  if (image.getStatus() != EIS_Normal) return invalidArgument(std::string("cannot render: ") +
-                                                              DicomImage::getString(image.getStatus()));
+  if (image.getStatus() != EIS_Normal)
+    return invalidArgument(std::string("cannot render: ") + DicomImage::getString(image.getStatus()));
   if (image.isMonochrome() && !(image.getWindowCount() > 0 && image.setWindow(0))) image.setMinMaxWindow();
   std::unique_ptr<DicomImage> scaled;
   DicomImage* out = &image;

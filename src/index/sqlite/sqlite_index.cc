@@ -217,7 +217,7 @@ StatusOr<int64_t> SqliteIndex::upsertStudy(const InstanceRecord& r, int64_t pati
   Bytes sealed =
       phi_.seal(studyIdentity(r.study_uid), {r.accession_number, r.referring_physician, r.study_id});
   ASSIGN_OR_RETURN(Stmt ins, writer_->prepare("INSERT INTO study(patient_pk, study_uid, study_date, study_time, "
-                                              "description, phi, site) VALUES (?, ?, ?, ?, ?, ?, ?)"));
+                                              "description, phi, site, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
   RETURN_IF_ERROR(ins.bind(1, patient_pk)
                       .bind(2, r.study_uid)
                       .bind(3, r.study_date)
@@ -225,6 +225,7 @@ StatusOr<int64_t> SqliteIndex::upsertStudy(const InstanceRecord& r, int64_t pati
                       .bind(5, r.study_description)
                       .bind(6, ByteView(sealed))
                       .bind(7, r.site.empty() ? std::string("main") : r.site)
+                      .bind(8, r.received)
                       .run());
   const int64_t pk = writer_->lastInsertId();
   std::vector<Bytes> tokens{phi_.token("acc", r.accession_number), phi_.token("ref", upperAscii(r.referring_physician))};
@@ -592,6 +593,57 @@ StatusOr<uint64_t> SqliteIndex::instanceCount() {
   uint64_t n = row ? static_cast<uint64_t>(st.i64(0)) : 0;
   st.reset();
   return n;
+}
+
+StatusOr<int64_t> SqliteIndex::studyReceived(const std::string& study_uid) {
+  std::lock_guard lock(read_mu_);
+  ASSIGN_OR_RETURN(Stmt st, reader_->prepare("SELECT received FROM study WHERE study_uid = ?"));
+  st.bind(1, study_uid);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  const int64_t v = row ? st.i64(0) : 0;
+  st.reset();
+  if (!row) return notFound("no such study");
+  return v;
+}
+
+StatusOr<std::vector<InstanceLocation>> SqliteIndex::deleteStudy(const std::string& study_uid) {
+  Query q;
+  q.level = QueryLevel::kStudy;
+  q.keys[tg::kStudyInstanceUid] = study_uid;
+  q.scope = StudyScope::everything();
+  ASSIGN_OR_RETURN(auto removed, instancesFor(q));
+  if (removed.empty()) return notFound("no such study");
+  Status written = withWriter([&]() -> Status {
+    RETURN_IF_ERROR(writer_->exec("BEGIN IMMEDIATE"));
+    Status s = [&]() -> Status {
+      ASSIGN_OR_RETURN(Stmt find, writer_->prepare("SELECT pk, patient_pk FROM study WHERE study_uid = ?"));
+      find.bind(1, study_uid);
+      ASSIGN_OR_RETURN(bool row, find.step());
+      if (!row) return notFound("no such study");
+      const int64_t pk = find.i64(0), patient = find.i64(1);
+      find.reset();
+      for (const char* sql : {"DELETE FROM instance WHERE series_pk IN (SELECT pk FROM series WHERE study_pk = ?)",
+                              "DELETE FROM series WHERE study_pk = ?", "DELETE FROM study_token WHERE study_pk = ?",
+                              "DELETE FROM study WHERE pk = ?"}) {
+        ASSIGN_OR_RETURN(Stmt st, writer_->prepare(sql));
+        RETURN_IF_ERROR(st.bind(1, pk).run());
+      }
+      for (const char* sql : {"DELETE FROM patient_token WHERE patient_pk = ?1 AND NOT EXISTS "
+                              "(SELECT 1 FROM study WHERE patient_pk = ?1)",
+                              "DELETE FROM patient WHERE pk = ?1 AND NOT EXISTS (SELECT 1 FROM study WHERE patient_pk = ?1)"}) {
+        ASSIGN_OR_RETURN(Stmt st, writer_->prepare(sql));
+        RETURN_IF_ERROR(st.bind(1, patient).run());
+      }
+      return okStatus();
+    }();
+    if (!s.ok()) {
+      (void)writer_->exec("ROLLBACK");
+      return s;
+    }
+    return writer_->exec("COMMIT");
+  });
+  RETURN_IF_ERROR(written);
+  return removed;
 }
 
 // ---- node registry ---------------------------------------------------------

@@ -26,6 +26,8 @@ class SqliteIndex final : public Index, public NodeRegistry {
   StatusOr<std::vector<InstanceLocation>> instancesFor(const Query& query) override;
   Status forEachInstance(const std::function<void(const InstanceLocation&)>& fn) override;
   StatusOr<uint64_t> instanceCount() override;
+  StatusOr<int64_t> studyReceived(const std::string& study_uid) override;
+  StatusOr<std::vector<InstanceLocation>> deleteStudy(const std::string& study_uid) override;
 
   Status add(const DicomNode& node) override;
   Status remove(const std::string& ae_title) override;

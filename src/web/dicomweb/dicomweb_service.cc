@@ -25,12 +25,18 @@ Response error(int status, const std::string& message) { return json(status, {{"
 
 int httpStatusFor(const Status& s) {
   switch (s.code()) {
-    case StatusCode::kUnauthenticated: return 401;
-    case StatusCode::kPermissionDenied: return 403;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kResourceExhausted: return 429;
-    default: return 500;
+    case StatusCode::kUnauthenticated:
+      return 401;
+    case StatusCode::kPermissionDenied:
+      return 403;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kResourceExhausted:
+      return 429;
+    default:
+      return 500;
   }
 }
 
@@ -69,11 +75,16 @@ std::string randomHex(size_t bytes) {
 // FailureReason (0008,1197) for a refused STOW-RS instance (PS3.4 B.2.3).
 int failureReasonFor(const Status& s) {
   switch (s.code()) {
-    case StatusCode::kPermissionDenied: return 0x0124;
-    case StatusCode::kResourceExhausted: return 0xA700;
-    case StatusCode::kAlreadyExists: return 0xC010;
-    case StatusCode::kInvalidArgument: return 0xC000;
-    default: return 0x0110;
+    case StatusCode::kPermissionDenied:
+      return 0x0124;
+    case StatusCode::kResourceExhausted:
+      return 0xA700;
+    case StatusCode::kAlreadyExists:
+      return 0xC010;
+    case StatusCode::kInvalidArgument:
+      return 0xC000;
+    default:
+      return 0x0110;
   }
 }
 
@@ -91,9 +102,12 @@ bool DicomWebService::authenticate(Request& req, CallContext& ctx, Response& ref
   bool cookie = false;
   if (authz.rfind("Bearer ", 0) == 0) {
     const std::string tok = authz.substr(7);
-    if (tok.rfind("bat_", 0) == 0) p = auth_.apiToken(tok, from);
-    else if (std::count(tok.begin(), tok.end(), '.') == 2) p = auth_.jwt(tok, from);
-    else p = unauthenticated("unrecognised bearer token");
+    if (tok.rfind("bat_", 0) == 0)
+      p = auth_.apiToken(tok, from);
+    else if (std::count(tok.begin(), tok.end(), '.') == 2)
+      p = auth_.jwt(tok, from);
+    else
+      p = unauthenticated("unrecognised bearer token");
   } else if (!authz.empty()) {
     p = unauthenticated("unsupported authorization scheme");
   } else if (const std::string sess = cookieValue(req.header("cookie"), kCookie); !sess.empty()) {
@@ -105,9 +119,9 @@ bool DicomWebService::authenticate(Request& req, CallContext& ctx, Response& ref
       p = permissionDenied("missing or wrong CSRF token");
   }
   if (!p.ok()) {
-    refusal = error(p.status().code() == StatusCode::kResourceExhausted ? 429
+    refusal = error(p.status().code() == StatusCode::kResourceExhausted  ? 429
                     : p.status().code() == StatusCode::kPermissionDenied ? 403
-                                                                           : 401,
+                                                                         : 401,
                     p.status().code() == StatusCode::kPermissionDenied ? p.status().message() : "unauthorized");
     if (refusal.status == 401) refusal.set("WWW-Authenticate", "Bearer realm=\"bastion\"");
     AuditEvent e = auditEventFor(ctx, clock_, "http-auth");
@@ -166,6 +180,16 @@ Response DicomWebService::handle(Request& req) {
   } else if (n == 3 && is(1, "studies")) {
     if (get) return wado(req, ctx, QueryLevel::kStudy, seg[2], "", "");
     if (post) return stow(req, ctx, seg[2]);
+    if (req.method == "DELETE") {
+      auto removed = remove_.deleteStudy(ctx, seg[2]);
+      if (removed.ok()) return json(200, {{"deleted_instances", *removed}});
+      switch (removed.status().code()) {
+        case StatusCode::kPermissionDenied: return error(403, "forbidden");
+        case StatusCode::kNotFound: return error(404, "not found");
+        case StatusCode::kUnavailable: return error(409, removed.status().message());
+        default: return error(500, "delete failed");
+      }
+    }
   } else if (n == 4 && is(1, "studies") && get) {
     if (is(3, "series")) return qido(req, ctx, QueryLevel::kSeries, seg[2], "");
     if (is(3, "instances")) return qido(req, ctx, QueryLevel::kImage, seg[2], "");
@@ -229,7 +253,10 @@ Response DicomWebService::logout(Request& req) {
 
 Response DicomWebService::session(Request&, const CallContext& ctx) {
   const Principal& p = ctx.principal;
-  return json(200, {{"user", p.name}, {"roles", p.roles}, {"site", p.site}, {"method", p.auth_method},
+  return json(200, {{"user", p.name},
+                    {"roles", p.roles},
+                    {"site", p.site},
+                    {"method", p.auth_method},
                     {"permissions", formatPermissions(p.permissions)}});
 }
 
@@ -268,7 +295,7 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
   auto finish = [&]() -> Status {
     auto p10 = dicom::parsePart10(part);
     StoreService::StoredUids uids;
-    Status s = !part_ok ? invalidArgument("part is not application/dicom")
+    Status s = !part_ok   ? invalidArgument("part is not application/dicom")
                : oversize ? resourceExhausted("instance over the size limit")
                           : store_.storeFile(ctx, part, study, &uids).status();
     const std::string cls = !uids.sop_class.empty() ? uids.sop_class : p10.ok() ? p10->media_sop_class : "";
@@ -276,8 +303,9 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
     nlohmann::json item = {{"00081150", {{"vr", "UI"}, {"Value", {cls}}}},
                            {"00081155", {{"vr", "UI"}, {"Value", {inst}}}}};
     if (s.ok()) {
-      item["00081190"] = {{"vr", "UR"},
-                          {"Value", {base + "/studies/" + uids.study + "/series/" + uids.series + "/instances/" + uids.sop}}};
+      item["00081190"] = {
+          {"vr", "UR"},
+          {"Value", {base + "/studies/" + uids.study + "/series/" + uids.series + "/instances/" + uids.sop}}};
       referenced.push_back(item);
     } else {
       item["00081197"] = {{"vr", "US"}, {"Value", {failureReasonFor(s)}}};
@@ -290,13 +318,16 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
   MultipartParser parser(mt->params["boundary"], {cfg_.max_parts, 16384, 65536},
                          {[&](const std::map<std::string, std::string>& h) {
                             auto it = h.find("content-type");
-                            auto pt = it == h.end() ? StatusOr<MediaType>(invalidArgument("")) : parseMediaType(it->second);
+                            auto pt =
+                                it == h.end() ? StatusOr<MediaType>(invalidArgument("")) : parseMediaType(it->second);
                             part_ok = pt.ok() && pt->type == "application/dicom";
                             return okStatus();
                           },
                           [&](ByteView d) {
-                            if (part.size() + d.size() > cfg_.max_object_size) oversize = true;
-                            else part.insert(part.end(), d.begin(), d.end());
+                            if (part.size() + d.size() > cfg_.max_object_size)
+                              oversize = true;
+                            else
+                              part.insert(part.end(), d.begin(), d.end());
                             return okStatus();
                           },
                           finish});
@@ -331,7 +362,8 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
   auto sel = retrieve_.select(ctx, "wado", q);
   if (!sel.ok()) {
     // Not authorised and not found look the same: no trace of other studies.
-    return sel.status().code() == StatusCode::kPermissionDenied ? error(404, "not found") : error(500, "retrieve failed");
+    return sel.status().code() == StatusCode::kPermissionDenied ? error(404, "not found")
+                                                                : error(500, "retrieve failed");
   }
   const std::string boundary = "bastion-" + randomHex(16);
   auto list = std::make_shared<std::vector<InstanceLocation>>(std::move(sel->instances));
@@ -381,7 +413,8 @@ Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, con
   if (!instance.empty()) q.keys[0x00080018] = instance;
   auto sel = retrieve_.select(ctx, "wado-metadata", q);
   if (!sel.ok())
-    return sel.status().code() == StatusCode::kPermissionDenied ? error(404, "not found") : error(500, "retrieve failed");
+    return sel.status().code() == StatusCode::kPermissionDenied ? error(404, "not found")
+                                                                : error(500, "retrieve failed");
   auto list = std::make_shared<std::vector<InstanceLocation>>(std::move(sel->instances));
   auto next = std::make_shared<size_t>(0);
   const std::string base = cfg_.base_url + "/dicom-web", rule = sel->rule;
@@ -395,8 +428,8 @@ Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, con
     }
     const InstanceLocation& loc = (*list)[*next];
     ASSIGN_OR_RETURN(Bytes bytes, retrieve_.read(loc));
-    const std::string prefix = base + "/studies/" + loc.study_uid + "/series/" + loc.series_uid + "/instances/" +
-                               loc.sop_uid + "/bulkdata";
+    const std::string prefix =
+        base + "/studies/" + loc.study_uid + "/series/" + loc.series_uid + "/instances/" + loc.sop_uid + "/bulkdata";
     ASSIGN_OR_RETURN(std::string obj, renderer_.metadata(bytes, 1024, prefix));
     chunk = (*next == 0 ? "[" : ",") + obj;
     ++*next;
@@ -411,8 +444,10 @@ Response DicomWebService::image(Request& req, const CallContext& ctx, const std:
   std::string type = forced_type;
   if (type.empty()) {
     const std::string accept = req.header("accept");
-    const bool png = accept.find("image/png") != std::string::npos, jpeg = accept.find("image/jpeg") != std::string::npos;
-    if (!accept.empty() && !png && !jpeg && accept.find("*/*") == std::string::npos && accept.find("image/*") == std::string::npos)
+    const bool png = accept.find("image/png") != std::string::npos,
+               jpeg = accept.find("image/jpeg") != std::string::npos;
+    if (!accept.empty() && !png && !jpeg && accept.find("*/*") == std::string::npos &&
+        accept.find("image/*") == std::string::npos)
       return error(406, "rendered images are image/jpeg or image/png");
     type = png && !jpeg ? "image/png" : "image/jpeg";
   }
@@ -423,7 +458,7 @@ Response DicomWebService::image(Request& req, const CallContext& ctx, const std:
   auto sel = retrieve_.select(ctx, "wado-rendered", q);
   if (!sel.ok() || sel->instances.size() != 1)
     return !sel.ok() && sel.status().code() != StatusCode::kPermissionDenied ? error(500, "retrieve failed")
-                                                                               : error(404, "not found");
+                                                                             : error(404, "not found");
   auto bytes = retrieve_.read(sel->instances[0]);
   if (!bytes.ok()) {
     retrieve_.audit(ctx, "integrity", study, 1, "failure", bytes.status().toString(), sel->rule);
@@ -452,8 +487,8 @@ Response DicomWebService::bulkdata(const CallContext& ctx, const std::string& st
   auto bytes = retrieve_.read(sel->instances[0]);
   if (!bytes.ok()) return error(500, "stored object failed verification");
   auto value = renderer_.bulk(*bytes, tag);
-  retrieve_.audit(ctx, "wado-bulkdata", study, value.ok() ? 1 : 0, value.ok() ? "success" : "failure",
-                  hexUpper(tag), sel->rule);
+  retrieve_.audit(ctx, "wado-bulkdata", study, value.ok() ? 1 : 0, value.ok() ? "success" : "failure", hexUpper(tag),
+                  sel->rule);
   if (!value.ok()) return error(value.status().code() == StatusCode::kNotFound ? 404 : 406, value.status().message());
   const std::string boundary = "bastion-" + randomHex(16);
   Response r;
@@ -489,7 +524,8 @@ Response DicomWebService::wadoUri(Request& req, const CallContext& ctx) {
     r.body.assign(reinterpret_cast<const char*>(bytes->data()), bytes->size());
     return r;
   }
-  if (type != "image/jpeg" && type != "image/png") return error(406, "contentType: application/dicom, image/jpeg or image/png");
+  if (type != "image/jpeg" && type != "image/png")
+    return error(406, "contentType: application/dicom, image/jpeg or image/png");
   int frame = 1;
   if (p.count("frameNumber")) {
     const std::string& f = p["frameNumber"];
@@ -501,14 +537,16 @@ Response DicomWebService::wadoUri(Request& req, const CallContext& ctx) {
 }
 
 Response DicomWebService::capabilities() {
-  Response r = json(200, {{"server", "Bastion"},
-                          {"dicomweb", {{"qido-rs", {"studies", "series", "instances"}},
-                                        {"stow-rs", {"multipart/related; type=application/dicom"}},
-                                        {"wado-rs", {"study", "series", "instance", "metadata", "bulkdata", "rendered",
-                                                     "thumbnail", "frames/{n}/rendered"}},
-                                        {"wado-uri", {"application/dicom", "image/jpeg", "image/png"}}}},
-                          {"authentication", {"bearer api token", "bearer OIDC access token", "session cookie + CSRF"}},
-                          {"qido_max_results", cfg_.max_qido_results}});
+  Response r = json(
+      200, {{"server", "Bastion"},
+            {"dicomweb",
+             {{"qido-rs", {"studies", "series", "instances"}},
+              {"stow-rs", {"multipart/related; type=application/dicom"}},
+              {"wado-rs",
+               {"study", "series", "instance", "metadata", "bulkdata", "rendered", "thumbnail", "frames/{n}/rendered"}},
+              {"wado-uri", {"application/dicom", "image/jpeg", "image/png"}}}},
+            {"authentication", {"bearer api token", "bearer OIDC access token", "session cookie + CSRF"}},
+            {"qido_max_results", cfg_.max_qido_results}});
   r.set("Allow", "GET, POST, OPTIONS");
   return r;
 }

@@ -16,7 +16,7 @@
 namespace bastion::web {
 
 struct DicomWebConfig {
-  std::string base_url;           // e.g. https://pacs.example:8443 (RetrieveURLs); "" = relative
+  std::string base_url;            // e.g. https://pacs.example:8443 (RetrieveURLs); "" = relative
   size_t max_qido_results = 1000;  // cap on limit
   uint64_t max_object_size = 1ull << 30;
   size_t max_parts = 10000;
@@ -26,9 +26,10 @@ struct DicomWebConfig {
 class DicomWebService {
  public:
   DicomWebService(DicomWebConfig cfg, AuthService& auth, StoreService& store, QueryService& query,
-                  RetrieveService& retrieve, AuditLog& audit, const Clock& clock, InstanceRenderer& renderer)
-      : cfg_(std::move(cfg)), auth_(auth), store_(store), query_(query), retrieve_(retrieve), audit_(audit),
-        clock_(clock), renderer_(renderer) {}
+                  RetrieveService& retrieve, DeleteService& remove, AuditLog& audit, const Clock& clock,
+                  InstanceRenderer& renderer)
+      : cfg_(std::move(cfg)), auth_(auth), store_(store), query_(query), retrieve_(retrieve), remove_(remove),
+        audit_(audit), clock_(clock), renderer_(renderer) {}
   Response handle(Request& req);
 
  private:
@@ -57,6 +58,7 @@ class DicomWebService {
   StoreService& store_;
   QueryService& query_;
   RetrieveService& retrieve_;
+  DeleteService& remove_;
   AuditLog& audit_;
   const Clock& clock_;
   InstanceRenderer& renderer_;

@@ -20,7 +20,8 @@ std::string_view trim(std::string_view s) {
 bool isToken(std::string_view s) {
   if (s.empty()) return false;
   for (unsigned char c : s)
-    if (c <= 32 || c >= 127 || std::string_view("()<>@,;:\\\"/[]?={}").find(static_cast<char>(c)) != std::string_view::npos)
+    if (c <= 32 || c >= 127 ||
+        std::string_view("()<>@,;:\\\"/[]?={}").find(static_cast<char>(c)) != std::string_view::npos)
       return false;
   return true;
 }

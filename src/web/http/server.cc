@@ -40,7 +40,7 @@ struct HttpsServer::Impl {
   std::mutex mu;
   std::condition_variable idle_cv;
   std::map<int, tcp::socket*> open;  // native fd -> socket, guarded by mu
-  size_t active = 0;                  // connection threads running, guarded by mu
+  size_t active = 0;                 // connection threads running, guarded by mu
   std::atomic<bool> stopping{false};
 
   void acceptLoop();
@@ -87,6 +87,23 @@ bool writeResponse(Stream& stream, Response& r, unsigned version, bool keep_aliv
   return !ec;
 }
 
+// Before closing after an error, reads (and drops) what the client is still
+// sending, for a second and at most 1 MiB, so that it gets to read our
+// response instead of a reset ("lingering close").
+void linger(beast::ssl_stream<tcp::socket&>& stream) {
+  const int fd = stream.next_layer().native_handle();
+  timeval tv{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[16384];
+  size_t total = 0;
+  beast::error_code ec;
+  while (total < (1u << 20)) {
+    const size_t n = stream.read_some(asio::buffer(buf), ec);
+    if (ec || n == 0) break;
+    total += n;
+  }
+}
+
 }  // namespace
 
 HttpsServer::HttpsServer(HttpsConfig config, Handler handler) : impl_(std::make_unique<Impl>()) {
@@ -111,7 +128,8 @@ Status HttpsServer::start() {
   if (!ec) m.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) m.acceptor->bind(ep, ec);
   if (!ec) m.acceptor->listen(128, ec);
-  if (ec) return unavailable("cannot listen on " + m.cfg.address + ":" + std::to_string(m.cfg.port) + ": " + ec.message());
+  if (ec)
+    return unavailable("cannot listen on " + m.cfg.address + ":" + std::to_string(m.cfg.port) + ": " + ec.message());
   port_ = m.acceptor->local_endpoint().port();
   m.accept_thread = std::thread([&m] { m.acceptLoop(); });
   return okStatus();
@@ -187,11 +205,12 @@ bool HttpsServer::Impl::handleOne(beast::ssl_stream<tcp::socket&>& stream, beast
   parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
   parser.body_limit(cfg.max_body_bytes);
   http::read_header(stream, buf, parser, ec);
-  if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) return false;
+  if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
+    return false;
   if (ec) {
     Response bad{ec == http::error::header_limit ? 431 : 400, {}, "malformed request\n", {}};
     bad.set("Content-Type", "text/plain");
-    writeResponse(stream, bad, 11, false);
+    if (writeResponse(stream, bad, 11, false)) linger(stream);
     return false;
   }
   auto& h = parser.get();
@@ -235,7 +254,9 @@ bool HttpsServer::Impl::handleOne(beast::ssl_stream<tcp::socket&>& stream, beast
   for (int i = 0; keep && !parser.is_done() && i < 64; ++i)
     if (!req.readBody(sink, 65536).ok() || sink.empty()) break;
   keep = keep && parser.is_done();
-  return writeResponse(stream, res, h.version(), keep) && keep;
+  const bool written = writeResponse(stream, res, h.version(), keep);
+  if (written && !keep && !parser.is_done()) linger(stream);
+  return written && keep;
 }
 
 }  // namespace bastion::web

@@ -22,10 +22,10 @@
 namespace bastion::web {
 
 struct Request {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // path + query, as received
-  std::string path;    // before '?'
-  std::string query;   // after '?', raw
+  std::string method;                          // "GET", "POST", ...
+  std::string target;                          // path + query, as received
+  std::string path;                            // before '?'
+  std::string query;                           // after '?', raw
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string peer_address;
   uint64_t content_length = 0;  // 0 if none/chunked
