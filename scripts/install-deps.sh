@@ -26,19 +26,32 @@ case "${1:-}" in
   --bench) want+=("${test_tools[@]}" "${bench_tools[@]}") ;;
 esac
 
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
 missing=()
 for p in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$p")
   fi
 done
+export DEBIAN_FRONTEND=noninteractive
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#want[@]} packages present"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-SUDO=""
-if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# Pinned npm packages for the tests that drive Bastion with JavaScript clients
+# (tests/node/package-lock.json). Node and npm come from Debian when missing.
+if [[ "${1:-}" == "--test" || "${1:-}" == "--bench" ]]; then
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+  fi
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  if [[ ! -d "$here/tests/node/node_modules" || "$here/tests/node/package-lock.json" -nt "$here/tests/node/node_modules" ]]; then
+    (cd "$here/tests/node" && npm ci --no-audit --no-fund --loglevel=error && touch node_modules)
+  fi
+fi

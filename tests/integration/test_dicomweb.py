@@ -308,3 +308,28 @@ def test_delete_needs_the_permission_keeps_the_audit_and_honours_retention(web, 
         assert st == 409 and "retention" in out["error"]
     finally:
         r.stop()
+
+
+def test_dicomweb_client_npm_package_round_trip(web, tmp_path):
+    """dicomweb-client (pinned in tests/node) stores, finds, retrieves, reads metadata and renders."""
+    import os
+    node_dir = Path(__file__).resolve().parents[1] / "node"
+    files = []
+    for i in range(3):
+        f = tmp_path / ("n%d.dcm" % i)
+        instance(f, "PNODE", "NODE^CLIENT", PREFIX + "86.1", PREFIX + "86.1.%d" % (i % 2 + 1),
+                 PREFIX + "86.1.%d.%d" % (i % 2 + 1, i), seed=i)
+        files.append(f)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, BASTION_URL="https://127.0.0.1:%d" % web["server"].https_port,
+               BASTION_TOKEN=web["tokens"]["tech"], BASTION_FILES=":".join(map(str, files)), BASTION_PATIENT="PNODE",
+               BASTION_OUT=str(out), NODE_EXTRA_CA_CERTS=web["server"].ca)
+    r = run(["node", str(node_dir / "dicomweb_client_test.mjs")], env=env, timeout=120)
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["stored"] == 3 and result["studies"] == [PREFIX + "86.1"], result
+    assert result["series"] == 2 and result["instances"] == 3 and result["metadata"] == 3 and result["rendered"] == 3
+    originals = {pydicom.dcmread(str(f)).SOPInstanceUID: pydicom.dcmread(str(f)) for f in files}
+    for path in result["retrieved"]:
+        back = pydicom.dcmread(path)
+        assert back == originals[back.SOPInstanceUID]
