@@ -4,7 +4,8 @@
 # acknowledgement) against Orthanc (plain and TLS) with the shared peer
 # harness (../shared/bench/compare.sh), then DCMTK's storescp (plain files,
 # no TLS, no crypto, no index) on the same ingest workload, in one run.
-# Default tests: echo store find get. Knobs of the harness apply (QUICK=1,
+# DICOMweb runs over Bastion's HTTPS API (port BASTION_HTTPS_PORT, 14264) with
+# a bearer API token. Default tests: echo store find get qido wado meta stow. Knobs of the harness apply (QUICK=1,
 # ROUNDS, FIND_KINDS...). Results: $PB_WORK/results/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +13,8 @@ PB=${PB_HOME:-$ROOT/../shared/bench}
 export PB_WORK=${PB_WORK:-${TMPDIR:-/tmp}/bastion-peerbench}
 PORT=${BASTION_BENCH_PORT:-14262}
 TESTS=("$@")
-[ ${#TESTS[@]} -gt 0 ] || TESTS=(echo store find get)
+[ ${#TESTS[@]} -gt 0 ] || TESTS=(echo store find get qido wado meta stow)
+export HTTPS_PORT=${BASTION_HTTPS_PORT:-14264}
 
 "$ROOT/scripts/install-deps.sh" --bench
 "$ROOT/scripts/build.sh" release >/dev/null
@@ -23,6 +25,7 @@ trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
 echo "# Bastion $(git -C "$ROOT" rev-parse --short HEAD) pid $PID port $PORT"
 LABEL=bastion HOST=127.0.0.1 PORT="$PORT" AEC=BASTION \
 TLS_KEY="$PKI/client.key" TLS_CERT="$PKI/client.crt" TLS_CA="$PKI/ca.crt" \
+BASE="https://127.0.0.1:$HTTPS_PORT/dicom-web" HTTP_CACERT="$PKI/ca.crt" HTTP_TOKEN="$HTTP_TOKEN" \
 SERVER_PID="$PID" FIND_KINDS="${FIND_KINDS:-by_patientid by_patientname_wildcard}" \
   bash "$PB/compare.sh" "${TESTS[@]}"
 

@@ -2,7 +2,9 @@
 # peer harness's test PKI (so the same client certificates work for every
 # server), PEERBENCH registered. In: ROOT PB PB_WORK PORT, $1 = installation
 # name under $PB_WORK/run, $2 = permissions, $3... = extra `node add` options.
-# Out: B (binary) PKI HOME_DIR CFG PID (the server, running).
+# With HTTPS_PORT set, the HTTPS API listens there and a user "bench" (technologist,
+# radiologist) gets an API token for the DICOMweb clients.
+# Out: B (binary) PKI HOME_DIR CFG PID (the server, running), HTTP_TOKEN (with HTTPS_PORT).
 start_bastion() {
   local name=$1 perms=$2
   shift 2
@@ -17,6 +19,12 @@ start_bastion() {
     "$CFG"
   "$B" node add --config "$CFG" --ae PEERBENCH --cidr 127.0.0.1/32 --cert "$PKI/client.crt" --perm "$perms" "$@" \
     >/dev/null
+  if [ -n "${HTTPS_PORT:-}" ]; then
+    printf "\n[http]\nenabled = true\naddress = '127.0.0.1'\nport = %s\n" "$HTTPS_PORT" >>"$CFG"
+    "$B" user add --config "$CFG" bench --role technologist --role radiologist --site main >/dev/null
+    HTTP_TOKEN=$("$B" token create --config "$CFG" bench --name bench --perm echo,store,find,get | sed -n 's/^token: //p')
+    export HTTP_TOKEN
+  fi
   "$B" serve --config "$CFG" >"$HOME_DIR/serve.log" 2>&1 &
   PID=$!
   for _ in $(seq 100); do grep -q "DICOM TLS on" "$HOME_DIR/serve.log" && return 0; sleep 0.1; done
