@@ -14,6 +14,7 @@ import pytest
 from conftest import BASTION, Node, Server, run
 from datasets import PREFIX, instance
 from identity import (AUTH_CONFIG, PASSWORD, Idp, add_user, enrol, matches, scu, status_of, token, totp)
+from web import Https
 
 NORTH, SOUTH, SOUTH2 = PREFIX + "71.1", PREFIX + "72.1", PREFIX + "73.1"
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -32,7 +33,8 @@ def world(tmp_path_factory):
     """One archive for the access matrix: two sites, ten principals, three studies."""
     base = tmp_path_factory.mktemp("identity")
     idp = Idp(base)
-    s = Server(base / "bastion", extra_config=AUTH_CONFIG + idp.config())
+    s = Server(base / "bastion", extra_config=AUTH_CONFIG + idp.config() +
+               "\n[http]\nenabled = true\naddress = '127.0.0.1'\nport = 0\n")
     s.add_node("MODN", role="modality", site="north")
     s.add_node("MODS", role="modality", site="south")
     # A reading-room workstation used by every site's users (scope all), and one
@@ -158,6 +160,7 @@ def test_access_matrix(world, name):
             assert (st, completed) == ("0x0000", 2), (study, m.stdout)
         else:
             assert st == "0x0124", (study, m.stdout)
+    http_matrix(world, name, visible, everything)
     # C-STORE of a new instance.
     f = world["base"] / ("new-%s.dcm" % name)
     n = list(VISIBLE).index(name) + 1
@@ -165,6 +168,33 @@ def test_access_matrix(world, name):
     r = scu(world["server"], world["ws"], "store", str(f), **as_user(world, name))
     expected = "0x0000" if name in CAN_STORE else "0x0124"
     assert ("STATUS " + expected) in r.stdout.replace("0X", "0x"), r.stdout
+
+
+def http_matrix(world, name, visible, everything):
+    """The same principal over every DICOMweb route: exactly the same studies as over DIMSE."""
+    if name is None:
+        return  # a node without user identity has no HTTP identity
+    h, tok = Https(world["server"]), world["tokens"][name]
+    st, rows = h.json("GET", "/dicom-web/studies?StudyInstanceUID=" + "\\".join(everything), token=tok)
+    if visible is None:
+        assert st == 403, (name, st)
+    else:
+        assert st == 200 and {r["0020000D"]["Value"][0] for r in rows} == visible, (name, rows)
+    for level in ("series", "instances"):
+        st, rows = h.json("GET", "/dicom-web/%s?PatientID=" % level, token=tok)
+        seen = {r["0020000D"]["Value"][0] for r in rows or []} & set(everything) if st == 200 else set()
+        assert seen == (visible or set()), (name, level, st)
+    for study in everything:
+        allowed = visible is not None and study in visible
+        series = study + ".1"
+        sop = study + ".1.1"
+        for path in ("/dicom-web/studies/%s" % study, "/dicom-web/studies/%s/metadata" % study,
+                     "/dicom-web/studies/%s/series/%s" % (study, series),
+                     "/dicom-web/studies/%s/series/%s/instances/%s/rendered" % (study, series, sop),
+                     "/wado?requestType=WADO&studyUID=%s&seriesUID=%s&objectUID=%s&contentType=application/dicom"
+                     % (study, series, sop)):
+            st, _, _ = h.request("GET", path, token=tok)
+            assert st == (200 if allowed else 404), (name, path, st)
 
 
 def test_user_through_a_site_node_sees_the_intersection(world):
