@@ -134,3 +134,23 @@ def started(server):
     server.add_node("MOD1")
     server.start()
     return server
+
+
+ALLOWED_TLS12 = {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                 "ECDHE-RSA-AES256-GCM-SHA384"}
+ALLOWED_TLS13 = {"TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256"}
+
+
+def assert_tls_policy(sslscan_output):
+    """sslscan saw TLS 1.2 and 1.3 only, the allowed suites only, 1.3 preferred. Returns the accepted suites."""
+    import re
+    out = sslscan_output
+    protocols = dict(re.findall(r"^(SSLv[23]|TLSv1\.[0-3])\s+(enabled|disabled)", out, re.M))
+    assert protocols.get("TLSv1.2") == "enabled" and protocols.get("TLSv1.3") == "enabled", out
+    for p in ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"):
+        assert protocols.get(p, "disabled") == "disabled", out
+    accepted = re.findall(r"^(?:Preferred|Accepted)\s+(TLSv1\.[0-3])\s+\d+ bits\s+(\S+)", out, re.M)
+    assert accepted and accepted[0][0] == "TLSv1.3", out  # preferred first
+    for proto, suite in accepted:
+        assert suite in (ALLOWED_TLS13 if proto == "TLSv1.3" else ALLOWED_TLS12), (proto, suite)
+    return accepted

@@ -11,7 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from conftest import BASTION, Server, run
+from conftest import BASTION, Server, assert_tls_policy, run
 from datasets import PREFIX, instance
 from identity import AUTH_CONFIG, PASSWORD, Idp, add_user, enrol, matches, scu, token, totp
 from web import Https, multipart, parts
@@ -208,8 +208,6 @@ def test_hostile_requests_get_4xx_and_the_server_keeps_serving(web):
 
 
 def test_https_port_offers_only_tls12_13_allowed_suites_and_hsts(tmp_path):
-    from test_security import ALLOWED_TLS12, ALLOWED_TLS13
-    import re
     s = Server(tmp_path / "b", extra_config=HTTP_CONFIG)
     s.start()
     try:
@@ -217,14 +215,7 @@ def test_https_port_offers_only_tls12_13_allowed_suites_and_hsts(tmp_path):
         st, headers, _ = Https(s).request("GET", "/dicom-web/studies")
     finally:
         s.stop()
-    protocols = dict(re.findall(r"^(SSLv[23]|TLSv1\.[0-3])\s+(enabled|disabled)", r.stdout, re.M))
-    assert protocols.get("TLSv1.2") == "enabled" and protocols.get("TLSv1.3") == "enabled", r.stdout
-    for p in ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"):
-        assert protocols.get(p, "disabled") == "disabled", r.stdout
-    accepted = re.findall(r"^(?:Preferred|Accepted)\s+(TLSv1\.[0-3])\s+\d+ bits\s+(\S+)", r.stdout, re.M)
-    assert accepted and accepted[0][0] == "TLSv1.3", r.stdout
-    for proto, suite in accepted:
-        assert suite in (ALLOWED_TLS13 if proto == "TLSv1.3" else ALLOWED_TLS12), (proto, suite)
+    assert_tls_policy(r.stdout)
     assert st == 401 and headers["strict-transport-security"].startswith("max-age=63072000")
 
 

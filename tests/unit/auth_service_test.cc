@@ -16,16 +16,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class RecordingAudit final : public AuditLog {
- public:
-  Status append(const AuditEvent& e) override {
-    std::lock_guard lock(mu);
-    events.push_back(e);
-    return okStatus();
-  }
-  std::mutex mu;
-  std::vector<AuditEvent> events;
-};
+using testing::RecordingAudit;
 
 constexpr const char* kPassword = "tulip river lantern 42";
 const Origin kHere{"10.0.0.5", "", ""};

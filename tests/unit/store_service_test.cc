@@ -17,16 +17,7 @@ namespace {
 using testing::DsWriter;
 using testing::makeInstance;
 
-class RecordingAudit final : public AuditLog {
- public:
-  Status append(const AuditEvent& e) override {
-    std::lock_guard lock(mu);
-    events.push_back(e);
-    return okStatus();
-  }
-  std::mutex mu;
-  std::vector<AuditEvent> events;
-};
+using testing::RecordingAudit;
 
 constexpr const char* kTs = "1.2.840.10008.1.2.1";
 

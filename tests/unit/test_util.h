@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
+#include <vector>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -47,6 +49,18 @@ class ManualClock final : public Clock {
 
  private:
   std::atomic<int64_t> t_{1800000000};
+};
+
+// Keeps every audit event, for tests that check what was recorded.
+class RecordingAudit final : public AuditLog {
+ public:
+  Status append(const AuditEvent& e) override {
+    std::lock_guard lock(mu);
+    events.push_back(e);
+    return okStatus();
+  }
+  std::mutex mu;
+  std::vector<AuditEvent> events;
 };
 
 class NullAudit final : public AuditLog {
