@@ -4,6 +4,8 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcjson.h>
 #include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmimgle/dcmimage.h>
 // The plugins need dcmimage.h first.
@@ -145,6 +147,53 @@ StatusOr<Bytes> DcmtkRenderer::render(ByteView part10, int frame, bool png, int 
   }
   if (!ok) return internalError("cannot encode the rendered image");
   return file.take();
+}
+
+StatusOr<std::vector<Bytes>> DcmtkRenderer::frames(ByteView part10, const std::vector<int>& numbers,
+                                                   std::string& ts_out) {
+  ASSIGN_OR_RETURN(auto ds, parseStoredObject(part10, ts_out));
+  DcmElement* e = nullptr;
+  if (ds->findAndGetElement(DCM_PixelData, e).bad() || !e) return notFound("no pixel data");
+  auto* pixels = static_cast<DcmPixelData*>(e);
+  Sint32 count = 1;
+  if (ds->findAndGetSint32(DCM_NumberOfFrames, count).bad() || count < 1) count = 1;
+  for (int n : numbers)
+    if (n < 1 || n > count) return notFound("no frame " + std::to_string(n));
+  std::vector<Bytes> out;
+  DcmXfer xfer(ts_out.c_str());
+  if (!xfer.isEncapsulated()) {
+    Uint16 rows = 0, cols = 0, spp = 1, bits = 0;
+    ds->findAndGetUint16(DCM_Rows, rows);
+    ds->findAndGetUint16(DCM_Columns, cols);
+    ds->findAndGetUint16(DCM_SamplesPerPixel, spp);
+    ds->findAndGetUint16(DCM_BitsAllocated, bits);
+    const uint64_t frame_bytes = (uint64_t{rows} * cols * spp * bits + 7) / 8;
+    Uint8* data = nullptr;
+    if (pixels->getUint8Array(data).bad() || !data) return internalError("cannot read pixel data");
+    for (int n : numbers) {
+      const uint64_t start = frame_bytes * static_cast<uint64_t>(n - 1);
+      if (frame_bytes == 0 || start + frame_bytes > pixels->getLength())
+        return invalidArgument("pixel data shorter than its frames");
+      out.emplace_back(data + start, data + start + frame_bytes);
+    }
+    return out;
+  }
+  E_TransferSyntax rep = EXS_Unknown;
+  const DcmRepresentationParameter* param = nullptr;
+  pixels->getOriginalRepresentationKey(rep, param);
+  DcmPixelSequence* seq = nullptr;
+  if (pixels->getEncapsulatedRepresentation(rep, param, seq).bad() || !seq) return internalError("no fragments");
+  // Item 0 is the Basic Offset Table; one fragment per frame is what we serve.
+  if (seq->card() != static_cast<unsigned long>(count) + 1)
+    return invalidArgument("frames spread over several fragments are not served yet");
+  for (int n : numbers) {
+    DcmPixelItem* item = nullptr;
+    Uint8* data = nullptr;
+    if (seq->getItem(item, static_cast<unsigned long>(n)).bad() || !item || item->getUint8Array(data).bad())
+      return internalError("cannot read a fragment");
+    out.emplace_back(data, data + item->getLength());
+  }
+  return out;
 }
 
 }  // namespace bastion::dicom

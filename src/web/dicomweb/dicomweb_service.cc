@@ -184,10 +184,14 @@ Response DicomWebService::handle(Request& req) {
       auto removed = remove_.deleteStudy(ctx, seg[2]);
       if (removed.ok()) return json(200, {{"deleted_instances", *removed}});
       switch (removed.status().code()) {
-        case StatusCode::kPermissionDenied: return error(403, "forbidden");
-        case StatusCode::kNotFound: return error(404, "not found");
-        case StatusCode::kUnavailable: return error(409, removed.status().message());
-        default: return error(500, "delete failed");
+        case StatusCode::kPermissionDenied:
+          return error(403, "forbidden");
+        case StatusCode::kNotFound:
+          return error(404, "not found");
+        case StatusCode::kUnavailable:
+          return error(409, removed.status().message());
+        default:
+          return error(500, "delete failed");
       }
     }
   } else if (n == 4 && is(1, "studies") && get) {
@@ -207,6 +211,8 @@ Response DicomWebService::handle(Request& req) {
     if (is(7, "thumbnail")) return image(req, ctx, seg[2], seg[4], seg[6], 1, 128, "");
   } else if (n == 9 && is(1, "studies") && is(3, "series") && is(5, "instances") && is(7, "bulkdata") && get) {
     return bulkdata(ctx, seg[2], seg[4], seg[6], seg[8]);
+  } else if (n == 9 && is(1, "studies") && is(3, "series") && is(5, "instances") && is(7, "frames") && get) {
+    return frames(req, ctx, seg[2], seg[4], seg[6], seg[8]);
   } else if (n == 10 && is(1, "studies") && is(3, "series") && is(5, "instances") && is(7, "frames") &&
              (is(9, "rendered") || is(9, "thumbnail")) && get) {
     if (seg[8].empty() || seg[8].size() > 6 || seg[8].find_first_not_of("0123456789") != std::string::npos)
@@ -548,6 +554,52 @@ Response DicomWebService::capabilities() {
             {"authentication", {"bearer api token", "bearer OIDC access token", "session cookie + CSRF"}},
             {"qido_max_results", cfg_.max_qido_results}});
   r.set("Allow", "GET, POST, OPTIONS");
+  return r;
+}
+
+// WADO-RS frames (PS3.18 10.4.1.1.3): the frames as stored, one part each.
+// Native pixel data: application/octet-stream; compressed: the stored
+// syntax, named in each part's Content-Type (no transcoding yet).
+Response DicomWebService::frames(Request& req, const CallContext& ctx, const std::string& study,
+                                 const std::string& series, const std::string& instance, const std::string& list) {
+  std::vector<int> numbers;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    const std::string n = list.substr(start, comma - start);
+    if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != std::string::npos || numbers.size() >= 1000)
+      return error(400, "frame list: comma-separated numbers");
+    numbers.push_back(std::stoi(n));
+    start = comma + 1;
+  }
+  Query q;
+  q.level = QueryLevel::kImage;
+  q.keys = {{0x0020000D, study}, {0x0020000E, series}, {0x00080018, instance}};
+  auto sel = retrieve_.select(ctx, "wado-frames", q);
+  if (!sel.ok() || sel->instances.size() != 1) return error(404, "not found");
+  auto bytes = retrieve_.read(sel->instances[0]);
+  if (!bytes.ok()) return error(500, "stored object failed verification");
+  std::string ts;
+  auto got = renderer_.frames(*bytes, numbers, ts);
+  retrieve_.audit(ctx, "wado-frames", study, got.ok() ? static_cast<uint32_t>(got->size()) : 0,
+                  got.ok() ? "success" : "failure", got.ok() ? "" : got.status().message(), sel->rule);
+  if (!got.ok()) return error(got.status().code() == StatusCode::kNotFound ? 404 : 406, got.status().message());
+  const bool native = ts == "1.2.840.10008.1.2" || ts == "1.2.840.10008.1.2.1" || ts == "1.2.840.10008.1.2.2";
+  const std::string accept = req.header("accept");
+  if (!native && !accept.empty() && accept.find("*/*") == std::string::npos &&
+      accept.find("transfer-syntax=*") == std::string::npos && accept.find(ts) == std::string::npos)
+    return error(406, "frames are served in their stored syntax " + ts + " (no transcoding yet)");
+  const std::string part_type = native ? "application/octet-stream" : "application/octet-stream; transfer-syntax=" + ts;
+  const std::string boundary = "bastion-" + randomHex(16);
+  Response r;
+  r.set("Content-Type", "multipart/related; type=\"application/octet-stream\"; boundary=" + boundary);
+  for (const auto& f : *got) {
+    r.body += "--" + boundary + "\r\nContent-Type: " + part_type + "\r\n\r\n";
+    r.body.append(reinterpret_cast<const char*>(f.data()), f.size());
+    r.body += "\r\n";
+  }
+  r.body += "--" + boundary + "--\r\n";
   return r;
 }
 

@@ -49,6 +49,8 @@ class DicomWebService {
   Response bulkdata(const CallContext& ctx, const std::string& study, const std::string& series,
                     const std::string& instance, const std::string& tag);
   Response wadoUri(Request& req, const CallContext& ctx);
+  Response frames(Request& req, const CallContext& ctx, const std::string& study, const std::string& series,
+                  const std::string& instance, const std::string& list);
   Response capabilities();
   // The caller's context, or an error response (401/403) in `refusal`.
   bool authenticate(Request& req, CallContext& ctx, Response& refusal);

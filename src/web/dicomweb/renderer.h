@@ -19,6 +19,10 @@ class InstanceRenderer {
   // The value of a top-level binary element; kNotFound if absent,
   // kInvalidArgument for encapsulated (compressed) pixel data.
   virtual StatusOr<Bytes> bulk(ByteView part10, uint32_t tag) = 0;
+  // Frames (1-based numbers) as stored: native pixel data cut into frames, or
+  // for encapsulated syntaxes the fragment of each frame (one fragment per
+  // frame; otherwise kInvalidArgument). `ts_out` receives the syntax.
+  virtual StatusOr<std::vector<Bytes>> frames(ByteView part10, const std::vector<int>& numbers, std::string& ts_out) = 0;
   // Frame `frame` (1-based) as the image a viewer shows: the data set's first
   // window (or min-max), JPEG or PNG, scaled so that its longer side is at most
   // `max_side` (0: full size). Compressed pixel data is not decoded here
