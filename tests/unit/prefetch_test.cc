@@ -1,10 +1,10 @@
-#include "dicom/dcmtk/prefetch.h"
+#include "service/prefetch.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 
-namespace bastion::dicom {
+namespace bastion {
 namespace {
 
 TEST(Prefetcher, ReturnsResultsInOrderIncludingErrors) {
@@ -38,4 +38,4 @@ TEST(Prefetcher, ReadsAtMostDepthAheadAndStopsEarly) {
 }
 
 }  // namespace
-}  // namespace bastion::dicom
+}  // namespace bastion

@@ -10,7 +10,7 @@
 
 #include "crypto/pki.h"
 #include "dicom/dcmtk/dataset_io.h"
-#include "dicom/dcmtk/prefetch.h"
+#include "service/prefetch.h"
 #include "dicom/dcmtk/raw_store.h"
 #include "dicom/dcmtk/store_scu.h"
 

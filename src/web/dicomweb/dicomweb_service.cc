@@ -4,6 +4,7 @@
 
 #include "crypto/aead.h"
 #include "dicom/parse/dicom_scanner.h"
+#include "service/prefetch.h"
 #include "web/dicomweb/qido.h"
 #include "web/http/multipart.h"
 #include "web/http/query_string.h"
@@ -375,17 +376,22 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
   auto list = std::make_shared<std::vector<InstanceLocation>>(std::move(sel->instances));
   auto next = std::make_shared<size_t>(0);
   auto sent = std::make_shared<uint32_t>(0);
+  // The next objects are decrypted and verified while this one is on the wire.
+  auto fetch = std::make_shared<std::unique_ptr<Prefetcher>>();
   Response r;
   r.set("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
   const std::string rule = sel->rule;
-  r.stream = [this, ctx, list, next, sent, boundary, study, rule](std::string& chunk) -> StatusOr<bool> {
+  r.stream = [this, ctx, list, next, sent, fetch, boundary, study, rule](std::string& chunk) -> StatusOr<bool> {
+    if (!*fetch)
+      *fetch =
+          std::make_unique<Prefetcher>(list->size(), [this, list](size_t i) { return retrieve_.read((*list)[i]); });
     if (*next >= list->size()) {
       chunk = "--" + boundary + "--\r\n";
       retrieve_.audit(ctx, "wado", study, *sent, "success", "", rule);
       return false;
     }
     const InstanceLocation& loc = (*list)[(*next)++];
-    auto bytes = retrieve_.read(loc);
+    auto bytes = (*fetch)->next();
     if (!bytes.ok()) {
       retrieve_.audit(ctx, "integrity", loc.study_uid, 1, "failure", bytes.status().toString(), rule);
       return bytes.status();
@@ -423,17 +429,21 @@ Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, con
                                                                 : error(500, "retrieve failed");
   auto list = std::make_shared<std::vector<InstanceLocation>>(std::move(sel->instances));
   auto next = std::make_shared<size_t>(0);
+  auto fetch = std::make_shared<std::unique_ptr<Prefetcher>>();
   const std::string base = cfg_.base_url + "/dicom-web", rule = sel->rule;
   Response r;
   r.set("Content-Type", "application/dicom+json");
-  r.stream = [this, ctx, list, next, base, study, rule](std::string& chunk) -> StatusOr<bool> {
+  r.stream = [this, ctx, list, next, fetch, base, study, rule](std::string& chunk) -> StatusOr<bool> {
     if (*next >= list->size()) {
       chunk = "]";
       retrieve_.audit(ctx, "wado-metadata", study, static_cast<uint32_t>(list->size()), "success", "", rule);
       return false;
     }
+    if (!*fetch)
+      *fetch =
+          std::make_unique<Prefetcher>(list->size(), [this, list](size_t i) { return retrieve_.read((*list)[i]); });
     const InstanceLocation& loc = (*list)[*next];
-    ASSIGN_OR_RETURN(Bytes bytes, retrieve_.read(loc));
+    ASSIGN_OR_RETURN(Bytes bytes, (*fetch)->next());
     const std::string prefix =
         base + "/studies/" + loc.study_uid + "/series/" + loc.series_uid + "/instances/" + loc.sop_uid + "/bulkdata";
     ASSIGN_OR_RETURN(std::string obj, renderer_.metadata(bytes, 1024, prefix));

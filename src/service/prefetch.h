@@ -12,7 +12,7 @@
 #include "bastion/common/bytes.h"
 #include "bastion/common/status.h"
 
-namespace bastion::dicom {
+namespace bastion {
 
 class Prefetcher {
  public:
@@ -65,4 +65,4 @@ class Prefetcher {
   std::thread worker_;                 // last: starts after the members above exist
 };
 
-}  // namespace bastion::dicom
+}  // namespace bastion
