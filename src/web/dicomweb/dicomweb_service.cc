@@ -54,6 +54,12 @@ std::vector<std::string> splitPath(const std::string& path) {
   return out;
 }
 
+// A frame number (1-999999) or nothing.
+std::optional<int> frameNumber(const std::string& s) {
+  if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::stoi(s);
+}
+
 std::string cookieValue(const std::string& header, const std::string& name) {
   size_t pos = 0;
   while (pos < header.size()) {
@@ -216,9 +222,9 @@ Response DicomWebService::handle(Request& req) {
     return frames(req, ctx, seg[2], seg[4], seg[6], seg[8]);
   } else if (n == 10 && is(1, "studies") && is(3, "series") && is(5, "instances") && is(7, "frames") &&
              (is(9, "rendered") || is(9, "thumbnail")) && get) {
-    if (seg[8].empty() || seg[8].size() > 6 || seg[8].find_first_not_of("0123456789") != std::string::npos)
-      return error(400, "one frame number");
-    return image(req, ctx, seg[2], seg[4], seg[6], std::stoi(seg[8]), is(9, "thumbnail") ? 128 : 0, "");
+    const auto frame = frameNumber(seg[8]);
+    if (!frame) return error(400, "one frame number");
+    return image(req, ctx, seg[2], seg[4], seg[6], *frame, is(9, "thumbnail") ? 128 : 0, "");
   } else {
     return error(404, "not found");
   }
@@ -406,15 +412,25 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
   return r;
 }
 
-namespace {
-
-std::string hexUpper(uint32_t v) {
-  char b[9];
-  std::snprintf(b, sizeof b, "%08X", v);
-  return b;
+std::optional<Response> DicomWebService::readOne(const CallContext& ctx, const char* action, const std::string& study,
+                                                 const std::string& series, const std::string& instance,
+                                                 OneInstance& out) {
+  Query q;
+  q.level = QueryLevel::kImage;
+  q.keys = {{0x0020000D, study}, {0x00080018, instance}};
+  if (!series.empty()) q.keys[0x0020000E] = series;
+  auto sel = retrieve_.select(ctx, action, q);
+  // Not authorised and not found look the same: no trace of other studies.
+  if (!sel.ok() && sel.status().code() != StatusCode::kPermissionDenied) return error(500, "retrieve failed");
+  if (!sel.ok() || sel->instances.size() != 1) return error(404, "not found");
+  auto bytes = retrieve_.read(sel->instances[0]);
+  if (!bytes.ok()) {
+    retrieve_.audit(ctx, "integrity", study, 1, "failure", bytes.status().toString(), sel->rule);
+    return error(500, "stored object failed verification");
+  }
+  out = {std::move(bytes).value(), sel->rule};
+  return std::nullopt;
 }
-
-}  // namespace
 
 Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, const std::string& study,
                                    const std::string& series, const std::string& instance) {
@@ -467,22 +483,11 @@ Response DicomWebService::image(Request& req, const CallContext& ctx, const std:
       return error(406, "rendered images are image/jpeg or image/png");
     type = png && !jpeg ? "image/png" : "image/jpeg";
   }
-  Query q;
-  q.level = QueryLevel::kImage;
-  q.keys = {{0x0020000D, study}, {0x00080018, instance}};
-  if (!series.empty()) q.keys[0x0020000E] = series;
-  auto sel = retrieve_.select(ctx, "wado-rendered", q);
-  if (!sel.ok() || sel->instances.size() != 1)
-    return !sel.ok() && sel.status().code() != StatusCode::kPermissionDenied ? error(500, "retrieve failed")
-                                                                             : error(404, "not found");
-  auto bytes = retrieve_.read(sel->instances[0]);
-  if (!bytes.ok()) {
-    retrieve_.audit(ctx, "integrity", study, 1, "failure", bytes.status().toString(), sel->rule);
-    return error(500, "stored object failed verification");
-  }
-  auto img = renderer_.render(*bytes, frame, type == "image/png", max_side);
+  OneInstance one;
+  if (auto refusal = readOne(ctx, "wado-rendered", study, series, instance, one)) return *refusal;
+  auto img = renderer_.render(one.bytes, frame, type == "image/png", max_side);
   retrieve_.audit(ctx, "wado-rendered", study, img.ok() ? 1 : 0, img.ok() ? "success" : "failure",
-                  img.ok() ? "" : img.status().message(), sel->rule);
+                  img.ok() ? "" : img.status().message(), one.rule);
   if (!img.ok()) return error(img.status().code() == StatusCode::kInvalidArgument ? 406 : 500, img.status().message());
   Response r;
   r.set("Content-Type", type);
@@ -495,16 +500,11 @@ Response DicomWebService::bulkdata(const CallContext& ctx, const std::string& st
   if (tag_hex.size() != 8 || tag_hex.find_first_not_of("0123456789ABCDEFabcdef") != std::string::npos)
     return error(400, "bulk data is addressed by an 8-digit hexadecimal tag");
   const uint32_t tag = static_cast<uint32_t>(std::stoul(tag_hex, nullptr, 16));
-  Query q;
-  q.level = QueryLevel::kImage;
-  q.keys = {{0x0020000D, study}, {0x0020000E, series}, {0x00080018, instance}};
-  auto sel = retrieve_.select(ctx, "wado-bulkdata", q);
-  if (!sel.ok() || sel->instances.size() != 1) return error(404, "not found");
-  auto bytes = retrieve_.read(sel->instances[0]);
-  if (!bytes.ok()) return error(500, "stored object failed verification");
-  auto value = renderer_.bulk(*bytes, tag);
-  retrieve_.audit(ctx, "wado-bulkdata", study, value.ok() ? 1 : 0, value.ok() ? "success" : "failure", hexUpper(tag),
-                  sel->rule);
+  OneInstance one;
+  if (auto refusal = readOne(ctx, "wado-bulkdata", study, series, instance, one)) return *refusal;
+  auto value = renderer_.bulk(one.bytes, tag);
+  retrieve_.audit(ctx, "wado-bulkdata", study, value.ok() ? 1 : 0, value.ok() ? "success" : "failure", tagHex(tag),
+                  one.rule);
   if (!value.ok()) return error(value.status().code() == StatusCode::kNotFound ? 404 : 406, value.status().message());
   const std::string boundary = "bastion-" + randomHex(16);
   Response r;
@@ -526,30 +526,19 @@ Response DicomWebService::wadoUri(Request& req, const CallContext& ctx) {
     if (!isValidUid(p[k])) return error(400, std::string(k) + " is required and must be a UID");
   const std::string type = p.count("contentType") ? p["contentType"] : "image/jpeg";
   if (type == "application/dicom") {
-    Query q;
-    q.level = QueryLevel::kImage;
-    q.keys = {{0x0020000D, p["studyUID"]}, {0x0020000E, p["seriesUID"]}, {0x00080018, p["objectUID"]}};
-    auto sel = retrieve_.select(ctx, "wado-uri", q);
-    if (!sel.ok() || sel->instances.size() != 1) return error(404, "not found");
-    auto bytes = retrieve_.read(sel->instances[0]);
-    retrieve_.audit(ctx, "wado-uri", p["studyUID"], bytes.ok() ? 1 : 0, bytes.ok() ? "success" : "failure", "",
-                    sel->rule);
-    if (!bytes.ok()) return error(500, "stored object failed verification");
+    OneInstance one;
+    if (auto refusal = readOne(ctx, "wado-uri", p["studyUID"], p["seriesUID"], p["objectUID"], one)) return *refusal;
+    retrieve_.audit(ctx, "wado-uri", p["studyUID"], 1, "success", "", one.rule);
     Response r;
     r.set("Content-Type", "application/dicom");
-    r.body.assign(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+    r.body.assign(reinterpret_cast<const char*>(one.bytes.data()), one.bytes.size());
     return r;
   }
   if (type != "image/jpeg" && type != "image/png")
     return error(406, "contentType: application/dicom, image/jpeg or image/png");
-  int frame = 1;
-  if (p.count("frameNumber")) {
-    const std::string& f = p["frameNumber"];
-    if (f.empty() || f.size() > 6 || f.find_first_not_of("0123456789") != std::string::npos)
-      return error(400, "frameNumber is a number");
-    frame = std::stoi(f);
-  }
-  return image(req, ctx, p["studyUID"], p["seriesUID"], p["objectUID"], frame, 0, type);
+  const auto frame = p.count("frameNumber") ? frameNumber(p["frameNumber"]) : std::optional<int>(1);
+  if (!frame) return error(400, "frameNumber is a number");
+  return image(req, ctx, p["studyUID"], p["seriesUID"], p["objectUID"], *frame, 0, type);
 }
 
 Response DicomWebService::capabilities() {
@@ -577,23 +566,17 @@ Response DicomWebService::frames(Request& req, const CallContext& ctx, const std
   while (start <= list.size()) {
     size_t comma = list.find(',', start);
     if (comma == std::string::npos) comma = list.size();
-    const std::string n = list.substr(start, comma - start);
-    if (n.empty() || n.size() > 6 || n.find_first_not_of("0123456789") != std::string::npos || numbers.size() >= 1000)
-      return error(400, "frame list: comma-separated numbers");
-    numbers.push_back(std::stoi(n));
+    const auto n = frameNumber(list.substr(start, comma - start));
+    if (!n || numbers.size() >= 1000) return error(400, "frame list: comma-separated numbers");
+    numbers.push_back(*n);
     start = comma + 1;
   }
-  Query q;
-  q.level = QueryLevel::kImage;
-  q.keys = {{0x0020000D, study}, {0x0020000E, series}, {0x00080018, instance}};
-  auto sel = retrieve_.select(ctx, "wado-frames", q);
-  if (!sel.ok() || sel->instances.size() != 1) return error(404, "not found");
-  auto bytes = retrieve_.read(sel->instances[0]);
-  if (!bytes.ok()) return error(500, "stored object failed verification");
+  OneInstance one;
+  if (auto refusal = readOne(ctx, "wado-frames", study, series, instance, one)) return *refusal;
   std::string ts;
-  auto got = renderer_.frames(*bytes, numbers, ts);
+  auto got = renderer_.frames(one.bytes, numbers, ts);
   retrieve_.audit(ctx, "wado-frames", study, got.ok() ? static_cast<uint32_t>(got->size()) : 0,
-                  got.ok() ? "success" : "failure", got.ok() ? "" : got.status().message(), sel->rule);
+                  got.ok() ? "success" : "failure", got.ok() ? "" : got.status().message(), one.rule);
   if (!got.ok()) return error(got.status().code() == StatusCode::kNotFound ? 404 : 406, got.status().message());
   const bool native = ts == "1.2.840.10008.1.2" || ts == "1.2.840.10008.1.2.1" || ts == "1.2.840.10008.1.2.2";
   const std::string accept = req.header("accept");

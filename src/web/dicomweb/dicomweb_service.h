@@ -6,6 +6,7 @@
 // services ask the Policy.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "bastion/auth/auth_service.h"
@@ -28,8 +29,15 @@ class DicomWebService {
   DicomWebService(DicomWebConfig cfg, AuthService& auth, StoreService& store, QueryService& query,
                   RetrieveService& retrieve, DeleteService& remove, AuditLog& audit, const Clock& clock,
                   InstanceRenderer& renderer)
-      : cfg_(std::move(cfg)), auth_(auth), store_(store), query_(query), retrieve_(retrieve), remove_(remove),
-        audit_(audit), clock_(clock), renderer_(renderer) {}
+      : cfg_(std::move(cfg)),
+        auth_(auth),
+        store_(store),
+        query_(query),
+        retrieve_(retrieve),
+        remove_(remove),
+        audit_(audit),
+        clock_(clock),
+        renderer_(renderer) {}
   Response handle(Request& req);
 
  private:
@@ -43,6 +51,14 @@ class DicomWebService {
                 const std::string& series, const std::string& instance);
   Response metadata(const CallContext& ctx, QueryLevel level, const std::string& study, const std::string& series,
                     const std::string& instance);
+  // The one instance a path names, if the caller may see it, decrypted and
+  // verified (an integrity failure is audited). Otherwise the response to send.
+  struct OneInstance {
+    Bytes bytes;
+    std::string rule;  // the Policy rule that allowed it
+  };
+  std::optional<Response> readOne(const CallContext& ctx, const char* action, const std::string& study,
+                                  const std::string& series, const std::string& instance, OneInstance& out);
   // One instance as an image (rendered/thumbnail, also WADO-URI), or its bulk data.
   Response image(Request& req, const CallContext& ctx, const std::string& study, const std::string& series,
                  const std::string& instance, int frame, int max_side, const std::string& forced_type);

@@ -68,13 +68,13 @@ int levelOf(uint32_t tag) {
   }
 }
 
-std::string hex8(uint32_t tag) {
+}  // namespace
+
+std::string tagHex(uint32_t tag) {
   char b[9];
   std::snprintf(b, sizeof b, "%08X", tag);
   return b;
 }
-
-}  // namespace
 
 uint32_t tagFromKey(std::string_view key) {
   for (const auto& a : kAttributes)
@@ -166,7 +166,7 @@ nlohmann::json toDicomJson(const QueryRow& row, QueryLevel level, const std::str
       }
       attr["Value"] = values;
     }
-    out[hex8(tag)] = attr;
+    out[tagHex(tag)] = attr;
   }
   auto uid = [&](uint32_t t) {
     auto it = row.find(t);

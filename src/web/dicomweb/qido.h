@@ -22,6 +22,8 @@ struct QidoRequest {
 StatusOr<QidoRequest> parseQido(QueryLevel level, const std::string& study_uid, const std::string& series_uid,
                                 const QueryParams& params, size_t max_limit);
 
+// 8 upper-case hex digits of a tag, as DICOM JSON names attributes.
+std::string tagHex(uint32_t tag);
 // A keyword (PatientName) or 8 hex digits (00100010) -> tag; 0 if unknown.
 uint32_t tagFromKey(std::string_view key);
 // The VR the DICOM JSON model gives an attribute the index returns ("" if unknown).
