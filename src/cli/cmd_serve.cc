@@ -4,6 +4,8 @@
 #include <iostream>
 #include <thread>
 
+#include <unistd.h>
+
 #include "cli/commands.h"
 #include "dicom/dcmtk/dimse_server.h"
 #include "dicom/dcmtk/renderer.h"
@@ -70,6 +72,16 @@ int serve(const std::string& config_path) {
       return 1;
     }
   }
+  // Audit export: one store-and-forward sender per syslog collector.
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  const audit::AuditSource source{cfg->ae_title, cfg->audit_site, host};
+  std::vector<std::unique_ptr<audit::SyslogForwarder>> forwarders;
+  for (const auto& c : cfg->syslog) forwarders.push_back(std::make_unique<audit::SyslogForwarder>(*a.audit, c, source));
+  for (auto& f : forwarders) f->start();
+  a.audit->onCommit([&forwarders](int64_t) {
+    for (auto& f : forwarders) f->wake();
+  });
   (void)a.audit->append(systemEvent(Clock::system().now(), "bastion", "start", "success"));
   std::cout << "bastion: DICOM TLS on " << sc.tls_address << ":" << server.tlsPort() << " (AE " << cfg->ae_title
             << ")";
@@ -86,6 +98,10 @@ int serve(const std::string& config_path) {
   https.stop();
   server.stop();
   (void)a.audit->append(systemEvent(Clock::system().now(), "bastion", "stop", "success"));
+  // Give collectors the last records (confirmed delivery); the rest waits
+  // in the store for the next start.
+  for (auto& f : forwarders) f->stop(std::chrono::seconds(5));
+  a.audit->onCommit(nullptr);
   return 0;
 }
 

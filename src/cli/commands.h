@@ -15,5 +15,6 @@ void addVerify(CLI::App& app, Action& action);
 void addImport(CLI::App& app, Action& action);
 void addUser(CLI::App& app, Action& action);    // user, token, role
 void addAccess(CLI::App& app, Action& action);  // grant, break-glass
+void addAudit(CLI::App& app, Action& action);
 
 }  // namespace bastion::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   bastion::cli::addImport(app, action);
   bastion::cli::addUser(app, action);
   bastion::cli::addAccess(app, action);
+  bastion::cli::addAudit(app, action);
   CLI11_PARSE(app, argc, argv);
   return action ? action() : 2;
 }

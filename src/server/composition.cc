@@ -15,7 +15,9 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
   ASSIGN_OR_RETURN(a->files, storage::FilesystemBlobStore::open(config.blobRoot(), random));
   a->blobs = std::make_unique<crypto::EncryptingBlobStore>(*a->files, *a->keyring, random);
   ASSIGN_OR_RETURN(a->index, index::SqliteIndex::open(config.indexPath(), *a->keyring, random));
-  ASSIGN_OR_RETURN(a->audit, audit::FileAuditLog::open(config.auditPath()));
+  ASSIGN_OR_RETURN(a->audit, audit::AuditStore::open(config.auditPath(), *a->keyring, random, Clock::system(),
+                                                     {config.audit_checkpoint_every,
+                                                      std::chrono::seconds(config.audit_checkpoint_interval_s)}));
   ASSIGN_OR_RETURN(a->auth,
                    AuthService::open(config.indexPath(), *a->keyring, random, Clock::system(), *a->audit, config.auth));
   ArchiveDeps deps{*a->blobs,       *a->index,          *a->audit, Clock::system(), a->auth->policy(),

@@ -4,7 +4,7 @@
 
 #include <memory>
 
-#include "audit/file_audit_log.h"
+#include "audit/audit_store.h"
 #include "bastion/crypto/keyring.h"
 #include "bastion/service/archive.h"
 #include "crypto/encrypting_blob_store.h"
@@ -20,7 +20,7 @@ struct Archive {
   std::unique_ptr<storage::FilesystemBlobStore> files;
   std::unique_ptr<crypto::EncryptingBlobStore> blobs;
   std::unique_ptr<index::SqliteIndex> index;
-  std::unique_ptr<audit::FileAuditLog> audit;
+  std::unique_ptr<audit::AuditStore> audit;
   std::unique_ptr<AuthService> auth;
   std::unique_ptr<StoreService> store;
   std::unique_ptr<QueryService> query;

@@ -130,6 +130,31 @@ StatusOr<Config> loadConfig(const std::string& path) {
   }
   c.retention_days = static_cast<int>(t["retention"]["days"].value_or(int64_t{0}));
   if (c.retention_days < 0 || c.retention_days > 36500) return invalidArgument("[retention] days is out of range");
+  if (auto* au = t["audit"].as_table()) {
+    c.audit_checkpoint_every = (*au)["checkpoint_every"].value_or(c.audit_checkpoint_every);
+    c.audit_checkpoint_interval_s =
+        static_cast<int>((*au)["checkpoint_interval_s"].value_or(int64_t{c.audit_checkpoint_interval_s}));
+    c.audit_site = (*au)["site"].value_or(std::string());
+    if (c.audit_checkpoint_every < 1 || c.audit_checkpoint_interval_s < 1)
+      return invalidArgument("a value in [audit] is out of range");
+    if (auto* collectors = (*au)["syslog"].as_array()) {
+      for (auto& node : *collectors) {
+        auto* tbl = node.as_table();
+        if (!tbl) return invalidArgument("[[audit.syslog]] entries must be tables");
+        audit::SyslogCollector sc;
+        sc.host = (*tbl)["host"].value_or(std::string());
+        sc.port = static_cast<int>((*tbl)["port"].value_or(int64_t{6514}));
+        sc.ca_file = resolve(base, (*tbl)["ca"].value_or(std::string()));
+        sc.cert_file = resolve(base, (*tbl)["cert"].value_or(std::string()));
+        sc.key_file = resolve(base, (*tbl)["key"].value_or(std::string()));
+        sc.alert_backlog = (*tbl)["alert_backlog"].value_or(sc.alert_backlog);
+        if (sc.host.empty() || sc.port < 1 || sc.port > 65535 || sc.ca_file.empty() || sc.cert_file.empty() ||
+            sc.key_file.empty() || sc.alert_backlog < 1)
+          return invalidArgument("[[audit.syslog]] needs host, port, ca, cert and key (mutual TLS)");
+        c.syslog.push_back(std::move(sc));
+      }
+    }
+  }
   auto lim = t["limits"];
   c.max_associations = static_cast<int>(lim["max_associations"].value_or(int64_t{c.max_associations}));
   c.max_associations_per_node =

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "audit/syslog_forwarder.h"
 #include "bastion/auth/auth_service.h"
 #include "bastion/common/status.h"
 #include "bastion/service/archive.h"
@@ -43,10 +44,16 @@ struct Config {
   ArchiveLimits limits;
   AuthConfig auth;  // [auth]: passwords, sessions, throttling, identity provider
   int retention_days = 0;  // [retention] days: studies younger than this cannot be deleted
+  // [audit]: checkpoint cadence, the site named in exported messages, and
+  // [[audit.syslog]] collectors (RFC 5425, mutual TLS).
+  int64_t audit_checkpoint_every = 1000;
+  int audit_checkpoint_interval_s = 60;
+  std::string audit_site;
+  std::vector<audit::SyslogCollector> syslog;
 
   std::string indexPath() const { return data_dir + "/index.sqlite"; }
   std::string blobRoot() const { return data_dir + "/blobs"; }
-  std::string auditPath() const { return data_dir + "/audit.log"; }
+  std::string auditPath() const { return data_dir + "/audit.sqlite"; }
 };
 
 // Reads and validates a config file. Relative paths are taken relative to

@@ -5,6 +5,10 @@ namespace bastion {
 StatusOr<uint32_t> DeleteService::deleteStudy(const CallContext& ctx, const std::string& study_uid) {
   AuditEvent e = auditEventFor(ctx, d_.clock, "delete");
   e.study_uid = study_uid;
+  if (auto p = d_.index.patientOfStudy(study_uid); p.ok()) {  // named before the rows go
+    e.patient_id = p->id;
+    e.patient_name = p->name;
+  }
   const Decision d = d_.policy.decide(ctx.principal, Action::kDelete, {study_uid}, d_.clock.now());
   e.rule = d.rule;
   auto finish = [&](StatusOr<uint32_t> r) {

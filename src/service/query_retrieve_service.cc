@@ -1,4 +1,8 @@
 #include "bastion/service/archive.h"
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
 #include "crypto/aead.h"
 
 namespace bastion {
@@ -14,10 +18,40 @@ AuditEvent auditEventFor(const CallContext& ctx, const Clock& clock, const std::
   return e;
 }
 
+namespace {
+
+// The patient an event concerns, from its study, for the audit record.
+void nameThePatient(Index& index, AuditEvent& e) {
+  if (!e.patient_id.empty() || e.study_uid.empty() || e.study_uid.find('\\') != std::string::npos) return;
+  auto p = index.patientOfStudy(e.study_uid);
+  if (!p.ok()) return;
+  e.patient_id = p->id;
+  e.patient_name = p->name;
+}
+
+// The query keys as JSON ({"00100020": "ID1", ...}) for the audit record.
+std::string queryKeysJson(const Query& q) {
+  nlohmann::json j = nlohmann::json::object();
+  char tag[9];
+  for (const auto& [t, v] : q.keys) {
+    std::snprintf(tag, sizeof tag, "%08X", static_cast<unsigned>(t));
+    j[tag] = v;
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+bool isSingleValue(const std::string& v) { return !v.empty() && v.find_first_of("*?\\") == std::string::npos; }
+
+}  // namespace
+
 Status QueryService::find(const CallContext& ctx, const Query& query,
                           const std::function<bool(const QueryRow&)>& emit) {
   AuditEvent e = auditEventFor(ctx, d_.clock, "find");
   e.study_uid = studyUidOf(query);
+  e.query = queryKeysJson(query);
+  if (auto pid = query.keys.find(0x00100020); pid != query.keys.end() && isSingleValue(pid->second))
+    e.patient_id = pid->second;
+  nameThePatient(d_.index, e);
   e.outcome = "success";
   const Decision d = d_.policy.decide(ctx.principal, Action::kFind, {e.study_uid}, d_.clock.now());
   e.rule = d.rule;
@@ -81,6 +115,7 @@ void RetrieveService::audit(const CallContext& ctx, const std::string& action, c
   e.outcome = outcome;
   e.detail = detail;
   e.rule = rule;
+  nameThePatient(d_.index, e);
   (void)d_.audit.append(e);
 }
 

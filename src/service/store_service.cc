@@ -55,12 +55,11 @@ StatusOr<PutResult> StoreService::store(const CallContext& ctx, const StoreReque
 }
 
 StatusOr<PutResult> StoreService::storeAudited(const CallContext& ctx, const StoreRequest& req, StoredUids* stored) {
-  std::string study_uid;
-  const Decision d = d_.policy.decide(ctx.principal, Action::kStore, {}, d_.clock.now());
-  auto result = d.allowed ? storeChecked(ctx, req, study_uid, stored)
-                          : StatusOr<PutResult>(permissionDenied("not permitted to store"));
   AuditEvent e = auditEventFor(ctx, d_.clock, "store");
-  e.study_uid = study_uid;
+  const Decision d = d_.policy.decide(ctx.principal, Action::kStore, {}, d_.clock.now());
+  auto result = d.allowed ? storeChecked(ctx, req, e, stored)
+                          : StatusOr<PutResult>(permissionDenied("not permitted to store"));
+  e.time = d_.clock.now();
   e.instance_count = 1;
   e.outcome = "success";
   e.rule = d.rule;
@@ -91,8 +90,8 @@ StatusOr<PutResult> StoreService::storeFile(const CallContext& ctx, ByteView fil
   return storeAudited(ctx, req, stored);
 }
 
-StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const StoreRequest& req,
-                                               std::string& study_uid, StoredUids* stored) {
+StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const StoreRequest& req, AuditEvent& audit,
+                                               StoredUids* stored) {
   if (req.dataset.size() > d_.limits.max_object_size) return resourceExhausted("object larger than the limit");
   if (!isValidUid(req.transfer_syntax)) return invalidArgument("invalid transfer syntax UID");
   ASSIGN_OR_RETURN(dicom::Encoding enc, dicom::encodingOf(req.transfer_syntax));
@@ -113,7 +112,9 @@ StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const Sto
     return invalidArgument("SOP Instance UID differs from the request");
   if (!req.sop_class_uid.empty() && req.sop_class_uid != r.sop_class_uid)
     return invalidArgument("SOP Class UID differs from the request");
-  study_uid = r.study_uid;
+  audit.study_uid = r.study_uid;
+  audit.patient_id = value(scan, tg::kPatientId);
+  audit.patient_name = value(scan, tg::kPatientName);
   if (stored) *stored = {r.study_uid, r.series_uid, r.sop_uid, r.sop_class_uid};
   if (!req.required_study_uid.empty() && req.required_study_uid != r.study_uid)
     return invalidArgument("instance does not belong to the study of the request");

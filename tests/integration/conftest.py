@@ -3,6 +3,7 @@
 Every server binds to 127.0.0.1 with an ephemeral port and is stopped (and
 waited for) by the fixture that started it.
 """
+import json
 import os
 import signal
 import subprocess
@@ -50,9 +51,17 @@ class Server:
 
     def bastion(self, *args, check=True):
         # Commands with subcommands take --config after the subcommand ("node add --config ...").
-        nested = args[0] in ("node", "user", "token", "role", "grant", "break-glass")
+        nested = args[0] in ("node", "user", "token", "role", "grant", "break-glass", "audit")
         return run([BASTION, *args[:1], *args[1:2], "--config", str(self.config), *args[2:]] if nested
                    else [BASTION, args[0], "--config", str(self.config), *args[1:]], check=check)
+
+    def audit_events(self, *filters):
+        """The audit trail as dicts (bastion audit export --format json); PHI decrypted."""
+        out = self.bastion("audit", "export", "--format", "json", "--limit", "100000000", *filters).stdout
+        return [json.loads(line) for line in out.splitlines()]
+
+    def audit_text(self):
+        return self.bastion("audit", "export", "--format", "json", "--limit", "100000000").stdout
 
     def issue(self, name, server=False):
         key, cert = self.base / ("%s.key" % name), self.base / ("%s.crt" % name)

@@ -44,7 +44,7 @@ def test_plaintext_listener_only_when_configured_and_only_for_allowed_plain_node
         downgraded = run(["echoscu", "-aet", "TLSNODE", "-aec", "BASTION", "127.0.0.1", str(s.plain_port)],
                          check=False)
         assert downgraded.returncode != 0
-        assert "registered for TLS only" in (s.data / "audit.log").read_text()
+        assert "registered for TLS only" in s.audit_text()
         # And the plaintext node has no business on the TLS port without a certificate.
         assert s.dcmtk("echoscu", tls_node).returncode == 0
     finally:
@@ -58,7 +58,7 @@ def test_plaintext_listener_refuses_addresses_outside_its_allowlist(tmp_path):
     try:
         r = run(["echoscu", "-aet", "LEGACY", "-aec", "BASTION", "127.0.0.1", str(s.plain_port)], check=False)
         assert r.returncode != 0
-        assert "address not allowed on the plaintext listener" in (s.data / "audit.log").read_text()
+        assert "address not allowed on the plaintext listener" in s.audit_text()
     finally:
         s.stop()
 

@@ -284,7 +284,7 @@ def test_delete_needs_the_permission_keeps_the_audit_and_honours_retention(web, 
     assert st == 200 and out["deleted_instances"] == 1
     assert h.json("GET", "/dicom-web/studies?StudyInstanceUID=" + uid, token=web["tokens"]["tech"])[1] == []
     assert h.request("DELETE", "/dicom-web/studies/" + uid, token=boss)[0] == 404
-    events = [json.loads(line) for line in (s.data / "audit.log").read_text().splitlines()]
+    events = s.audit_events()
     deleted = [e for e in events if e["action"] == "delete" and e["outcome"] == "success"]
     assert deleted and deleted[-1]["study"] == uid and deleted[-1]["severity"] == "high"
     # With a retention period, a fresh study stays.

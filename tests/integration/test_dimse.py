@@ -235,5 +235,5 @@ def test_duplicate_sop_identical_is_accepted_different_is_refused(started, tmp_p
     started.dcmtk("storescu", node, str(a))
     r = started.dcmtk("storescu", node, "-v", str(b), check=False)
     assert r.returncode != 0 and "Error: CannotUnderstand" in r.stdout + r.stderr
-    log = (started.data / "audit.log").read_text()
+    log = started.audit_text()
     assert "not overwritten" in log

@@ -215,7 +215,7 @@ def test_every_decision_is_audited_with_its_rule(world):
     r = scu(world["server"], world["ws"], "find", "--level", "STUDY", "-k", "StudyInstanceUID=",
             **as_user(world, "admin2"))
     assert status_of(r)[0] == "0x0124"
-    events = [json.loads(line) for line in (world["server"].data / "audit.log").read_text().splitlines()]
+    events = world["server"].audit_events()
     finds = [e for e in events if e["action"] == "find"]
     assert finds and all("rule" in e for e in finds)
     assert any(e.get("user") == "admin2" and e["rule"] == "deny:no-permission:find" for e in finds)

@@ -111,7 +111,7 @@ def test_refuses_wrong_identity_combinations(server, tmp_path):
     assert far.returncode != 0
     # Wrong called AE title.
     assert server.dcmtk("echoscu", mod1, check=False, called="OTHER").returncode != 0
-    log = (server.data / "audit.log").read_text()
+    log = server.audit_text()
     assert log.count('"outcome":"denied"') >= 4
     assert "client certificate does not match the node" in log
     assert "node connected from a wrong address" in log
@@ -141,6 +141,11 @@ def test_canary_patient_never_reaches_disk_in_plaintext(started, tmp_path):
     assert grep_tree(started.base / "serve.log", needles) == []
     r = run(["grep", "-r", "-a", "-c", "-E", "CANARY|XYLOPHONE|19191231|CANACC9911", str(started.data)], check=False)
     assert all(line.endswith(":0") for line in r.stdout.split()), r.stdout
+    # The audit trail does name the patient (store, query), sealed: it opens only with the key.
+    mine = started.audit_events("--patient-id", "CANARYID7731")
+    assert {e["action"] for e in mine} >= {"store", "find"}
+    assert all(e["patient_id"] == "CANARYID7731" for e in mine)
+    assert any(e.get("patient_name") == "CANARY^XYLOPHONE" for e in mine)
 
 
 def test_flipped_byte_fails_retrieval_and_verify_reports_it(started, tmp_path):
@@ -163,7 +168,7 @@ def test_flipped_byte_fails_retrieval_and_verify_reports_it(started, tmp_path):
     v = started.bastion("verify", check=False)
     assert v.returncode != 0
     assert "altered" in v.stdout and blob.name in v.stdout
-    assert "integrity" in (started.data / "audit.log").read_text()
+    assert "integrity" in started.audit_text()
 
 
 def test_hostile_files_get_failure_status_and_server_keeps_serving(started, tmp_path):
@@ -189,7 +194,7 @@ def test_hostile_files_get_failure_status_and_server_keeps_serving(started, tmp_
     good = tmp_path / "good.dcm"
     instance(good, "P", "N^N", PREFIX + "8", PREFIX + "8.1", PREFIX + "8.1.1")
     started.dcmtk("storescu", node, str(good))
-    assert "failure" in (started.data / "audit.log").read_text()
+    assert "failure" in started.audit_text()
 
 
 def test_association_limits_and_artim(tmp_path):
@@ -305,7 +310,7 @@ def test_connections_awaiting_association_are_capped_per_source(tmp_path):
         silent = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(3)]
         time.sleep(0.3)
         assert echo(s, node).returncode != 0
-        assert "too many connections awaiting association" in (s.data / "audit.log").read_text()
+        assert "too many connections awaiting association" in s.audit_text()
         for sock in silent:
             sock.settimeout(10)
             assert sock.recv(1) == b""
@@ -326,7 +331,7 @@ def test_guessing_ae_titles_gets_the_source_blocked_for_a_while(tmp_path):
                     check=False)
             assert r.returncode != 0
         assert echo(s, node).returncode != 0  # even a valid node, from the blocked address
-        log = (s.data / "audit.log").read_text()
+        log = s.audit_text()
         assert '"action":"throttle"' in log and "source blocked after repeated failed associations" in log
         time.sleep(2.5)
         assert echo(s, node).returncode == 0

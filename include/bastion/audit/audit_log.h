@@ -1,6 +1,7 @@
-// AuditLog: where every service call leaves a record, allowed or denied.
-// This is the append-only first version; a later one chains and signs.
-// Records carry no PHI: actors, addresses, actions, study UIDs, outcomes.
+// AuditLog: where every security-relevant event leaves a record, allowed or
+// denied. The archive's implementation (audit/audit_store.h) chains, signs
+// and encrypts; the PHI fields below (patient, query) are never written in
+// plaintext.
 #pragma once
 
 #include <chrono>
@@ -24,6 +25,10 @@ struct AuditEvent {
   std::string user;             // the user acting (DICOM user identity, login), if any
   std::string rule;             // the Policy rule that decided, e.g. "deny:no-permission:get"
   std::string severity;         // "" (normal) or "high" (break-glass, lock-outs)
+  // PHI, encrypted at rest; the patient ID is also searchable by keyed token.
+  std::string patient_id;       // the patient concerned, if known
+  std::string patient_name;     // idem, DICOM PN
+  std::string query;            // the query keys of a find/QIDO (JSON or query string)
 };
 
 // An event of the archive itself (start, stop, verify, CLI actions).

@@ -105,6 +105,12 @@ class Index {
   virtual StatusOr<uint64_t> instanceCount() = 0;
   // When the study was first received (unix seconds); kNotFound if absent.
   virtual StatusOr<int64_t> studyReceived(const std::string& study_uid) = 0;
+  // The patient (ID, name) of a study, decrypted: what its audit records
+  // name. kNotFound if there is no such study.
+  struct PatientRef {
+    std::string id, name;
+  };
+  virtual StatusOr<PatientRef> patientOfStudy(const std::string& study_uid) = 0;
   // Removes a study's instances, series and study rows (and its patient's
   // if it has no other study) in one transaction; returns what was removed,
   // so that the caller can remove the blobs.

@@ -72,7 +72,8 @@ class StoreService {
                                 StoredUids* stored = nullptr);
 
  private:
-  StatusOr<PutResult> storeChecked(const CallContext& ctx, const StoreRequest& req, std::string& study_uid,
+  // Fills the study and patient of `audit` as soon as they are known.
+  StatusOr<PutResult> storeChecked(const CallContext& ctx, const StoreRequest& req, AuditEvent& audit,
                                    StoredUids* stored);
   StatusOr<PutResult> storeAudited(const CallContext& ctx, const StoreRequest& req, StoredUids* stored);
   ArchiveDeps d_;

@@ -58,7 +58,20 @@ void Stmt::reset() {
   sqlite3_clear_bindings(s_);
 }
 
+namespace {
+std::vector<Db::Migration> indexMigrations() {
+  std::vector<Db::Migration> out;
+  for (const auto& m : kMigrations) out.push_back({m.version, m.sql});
+  return out;
+}
+}  // namespace
+
 StatusOr<std::unique_ptr<Db>> Db::open(const std::string& path, bool readonly) {
+  static const std::vector<Migration> index = indexMigrations();
+  return open(path, readonly, index);
+}
+
+StatusOr<std::unique_ptr<Db>> Db::open(const std::string& path, bool readonly, std::span<const Migration> migrations) {
   sqlite3* raw = nullptr;
   const int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                     SQLITE_OPEN_NOMUTEX;
@@ -73,7 +86,7 @@ StatusOr<std::unique_ptr<Db>> Db::open(const std::string& path, bool readonly) {
   if (!readonly) {
     RETURN_IF_ERROR(db->exec("PRAGMA journal_mode=WAL"));
     RETURN_IF_ERROR(db->exec("PRAGMA synchronous=FULL"));
-    RETURN_IF_ERROR(db->migrate());
+    RETURN_IF_ERROR(db->migrate(migrations));
   }
   return db;
 }
@@ -106,7 +119,7 @@ StatusOr<Stmt> Db::prepare(const std::string& sql) {
   return st;
 }
 
-Status Db::migrate() {
+Status Db::migrate(std::span<const Migration> migrations) {
   RETURN_IF_ERROR(exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
   int64_t current = 0;
   {
@@ -115,7 +128,7 @@ Status Db::migrate() {
     if (row) current = s.i64(0);
     s.reset();
   }
-  for (const auto& m : kMigrations) {
+  for (const auto& m : migrations) {
     if (m.version <= current) continue;
     RETURN_IF_ERROR(exec("BEGIN IMMEDIATE"));
     Status s = exec(m.sql);

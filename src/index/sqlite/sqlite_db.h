@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,13 @@ class Db {
   // Opens (creating) the database in WAL mode with synchronous=FULL and
   // applies pending migrations. `readonly` opens for queries only.
   static StatusOr<std::unique_ptr<Db>> open(const std::string& path, bool readonly = false);
+  // Same, with another database's migrations (e.g. the audit store's).
+  struct Migration {
+    int version;
+    const char* sql;
+  };
+  static StatusOr<std::unique_ptr<Db>> open(const std::string& path, bool readonly,
+                                            std::span<const Migration> migrations);
   ~Db();
   // A cached prepared statement for `sql` (reset, bindings cleared).
   StatusOr<Stmt> prepare(const std::string& sql);
@@ -48,7 +56,7 @@ class Db {
 
  private:
   explicit Db(sqlite3* db) : db_(db) {}
-  Status migrate();
+  Status migrate(std::span<const Migration> migrations);
   sqlite3* db_;
   std::map<std::string, sqlite3_stmt*> cache_;
 };

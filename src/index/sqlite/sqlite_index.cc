@@ -606,6 +606,23 @@ StatusOr<int64_t> SqliteIndex::studyReceived(const std::string& study_uid) {
   return v;
 }
 
+StatusOr<Index::PatientRef> SqliteIndex::patientOfStudy(const std::string& study_uid) {
+  std::lock_guard lock(read_mu_);
+  ASSIGN_OR_RETURN(Stmt st, reader_->prepare(
+                                "SELECT p.pkey, p.phi FROM study s JOIN patient p ON p.pk = s.patient_pk "
+                                "WHERE s.study_uid = ?"));
+  st.bind(1, study_uid);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  if (!row) {
+    st.reset();
+    return notFound("no such study");
+  }
+  auto pf = phi_.open(patientIdentity(st.blob(0)), st.blob(1));
+  st.reset();
+  if (!pf.ok() || pf->size() < kPfCount) return dataLoss("index patient record failed authentication");
+  return PatientRef{(*pf)[kPfId], (*pf)[kPfName]};
+}
+
 StatusOr<std::vector<InstanceLocation>> SqliteIndex::deleteStudy(const std::string& study_uid) {
   Query q;
   q.level = QueryLevel::kStudy;

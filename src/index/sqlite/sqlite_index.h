@@ -27,6 +27,7 @@ class SqliteIndex final : public Index, public NodeRegistry {
   Status forEachInstance(const std::function<void(const InstanceLocation&)>& fn) override;
   StatusOr<uint64_t> instanceCount() override;
   StatusOr<int64_t> studyReceived(const std::string& study_uid) override;
+  StatusOr<PatientRef> patientOfStudy(const std::string& study_uid) override;
   StatusOr<std::vector<InstanceLocation>> deleteStudy(const std::string& study_uid) override;
 
   Status add(const DicomNode& node) override;

@@ -1,0 +1,117 @@
+// AuditStore: the archive's tamper-evident audit trail, an SQLite database
+// of its own (audit.db, WAL) next to the index.
+//
+//  - append() returns once the record is committed durably (group commit:
+//    concurrent callers share one transaction and one fsync);
+//  - records are hash-chained (record.h); a signed checkpoint is written
+//    every `checkpoint_every` records or `checkpoint_interval` of time, and
+//    when the store closes;
+//  - PHI is sealed; patient IDs are searchable by keyed token;
+//  - several processes may append (the server and the CLI): each batch reads
+//    the chain's head inside its write transaction.
+// Nothing here deletes or updates a record: the SQL has no such statement.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "audit/record.h"
+#include "bastion/audit/audit_log.h"
+#include "bastion/common/clock.h"
+#include "index/sqlite/sqlite_db.h"
+
+namespace bastion::audit {
+
+struct AuditStoreOptions {
+  int64_t checkpoint_every = 1000;
+  std::chrono::seconds checkpoint_interval{60};
+};
+
+// What a search selects; empty fields match everything.
+struct AuditFilter {
+  std::string patient_id, user, actor, study, action, outcome, source;
+  std::optional<std::chrono::system_clock::time_point> since, until;  // [since, until)
+  int64_t after_seq = 0;  // only records with a larger position
+  size_t limit = 1000;
+};
+
+struct AuditEntry {
+  int64_t seq = 0;
+  AuditEvent event;
+};
+
+class AuditStore final : public AuditLog {
+ public:
+  static StatusOr<std::unique_ptr<AuditStore>> open(const std::string& path, const Keyring& keyring, Random& random,
+                                                    const Clock& clock, AuditStoreOptions options = {});
+  // Writes a final checkpoint (if records follow the last one) and stops.
+  ~AuditStore() override;
+  Status append(const AuditEvent& event) override;
+
+  // Records matching `filter` in position order, PHI decrypted. `emit`
+  // returns false to stop. kDataLoss if a record's PHI does not open.
+  Status search(const AuditFilter& filter, const std::function<bool(const AuditEntry&)>& emit);
+  // Records after `seq` in order (forwarders, export), at most `max`.
+  Status readAfter(int64_t seq, size_t max, const std::function<void(const AuditEntry&)>& emit);
+  StatusOr<int64_t> lastSeq();
+  // Signs a checkpoint at the current head now (if the head has none) and
+  // returns the latest checkpoint. kNotFound if the store is empty.
+  StatusOr<Checkpoint> checkpoint();
+  // Delivery cursors of export destinations, kept with the records.
+  StatusOr<int64_t> cursor(const std::string& destination);
+  Status setCursor(const std::string& destination, int64_t seq);
+  // Called (on the writer thread) after each commit with the new head.
+  void onCommit(std::function<void(int64_t)> fn);
+
+  const AuditKeys& keys() const { return keys_; }
+
+ private:
+  struct Pending {
+    const AuditEvent* event;
+    bool done = false;
+    Status status;
+  };
+  AuditStore(std::unique_ptr<index::Db> writer, std::unique_ptr<index::Db> reader, const Keyring& keyring,
+             Random& random, const Clock& clock, AuditStoreOptions options);
+  void writerLoop();
+  Status commitBatch(const std::vector<Pending*>& batch, int64_t& head);
+  void checkpointQuietly(bool force, int64_t interval_us);
+
+  std::unique_ptr<index::Db> writer_db_;  // writer thread only (and cursor updates under mu_)
+  std::unique_ptr<index::Db> reader_db_;  // guarded by read_mu_
+  AuditKeys keys_;
+  Random& random_;
+  const Clock& clock_;
+  AuditStoreOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  std::deque<Pending*> queue_;  // guarded by mu_
+  bool stopping_ = false;       // guarded by mu_
+  std::function<void(int64_t)> on_commit_;
+  int64_t opened_us_;  // when this store was opened (checkpoint interval before the first)
+  std::mutex read_mu_;
+  std::thread writer_;
+};
+
+struct VerifyReport {
+  bool ok = true;
+  int64_t records = 0;
+  int64_t checkpoints = 0;
+  int64_t unsigned_tail = 0;  // records after the last checkpoint
+  int64_t bad_seq = 0;        // first bad position
+  std::string problem;
+};
+
+// Proves the chain and every checkpoint signature of the store at `path`
+// with `key`; if `exported` is given (a checkpoint kept elsewhere), the store
+// must still hold that record with that hash (truncation, rewrite).
+StatusOr<VerifyReport> verifyAuditStore(const std::string& path, const PublicKey& key,
+                                        const std::optional<Checkpoint>& exported);
+
+}  // namespace bastion::audit
