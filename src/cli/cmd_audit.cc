@@ -3,11 +3,8 @@
 #include <pwd.h>
 #include <unistd.h>
 
-#include <ctime>
 #include <fstream>
-#include <iomanip>
 #include <iostream>
-#include <sstream>
 
 #include "audit/dicom_message.h"
 #include "cli/commands.h"
@@ -31,21 +28,10 @@ std::string whoAmI() {
   return pw ? std::string(pw->pw_name) : "uid " + std::to_string(::getuid());
 }
 
-// "2026-11-25", "2026-11-25T10:00:00Z" or with an offset "+01:00".
 StatusOr<std::chrono::system_clock::time_point> parseTime(const std::string& s) {
-  std::tm tm{};
-  std::istringstream in(s);
-  in >> std::get_time(&tm, s.size() > 10 ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d");
-  if (in.fail()) return invalidArgument("bad time '" + s + "' (want 2026-11-25 or 2026-11-25T10:00:00Z)");
-  std::string rest;
-  std::getline(in, rest);
-  int offset_s = 0;
-  if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
-    offset_s = (std::stoi(rest.substr(1, 2)) * 3600 + std::stoi(rest.substr(4, 2)) * 60) * (rest[0] == '-' ? -1 : 1);
-  } else if (!(rest.empty() || rest == "Z")) {
-    return invalidArgument("bad time zone in '" + s + "' (use Z or +hh:mm)");
-  }
-  return std::chrono::system_clock::from_time_t(::timegm(&tm)) - std::chrono::seconds(offset_s);
+  auto t = parseIsoTime(s);
+  if (!t) return invalidArgument("bad time '" + s + "' (want 2026-11-25, 2026-11-25T10:00:00Z or +hh:mm)");
+  return *t;
 }
 
 void auditRead(server::Archive& a, const std::string& what, const audit::AuditFilter& f, size_t count) {

@@ -1,5 +1,8 @@
 // bastion node add|list|remove, and bastion node issue-cert for sites that
 // use Bastion's private CA for their modalities' client certificates.
+#include <pwd.h>
+#include <unistd.h>
+
 #include <iostream>
 
 #include "cli/commands.h"
@@ -25,7 +28,17 @@ template <typename Fn>
 int withIndex(const NodeOptions& o, Fn fn) {
   auto archive = server::openArchive(o.config);
   if (!archive.ok()) return fail(archive.status());
-  return fn(*(*archive)->index);
+  return fn(*(*archive)->index, *(*archive)->audit);
+}
+
+// A registry change (110113 Network Configuration in exported messages).
+Status auditChange(AuditLog& audit, const std::string& action, const Status& s, const std::string& detail) {
+  const passwd* pw = ::getpwuid(::getuid());
+  AuditEvent e = systemEvent(Clock::system().now(), "bastion-cli", action, s.ok() ? "success" : "failure",
+                             s.ok() ? detail : detail + ": " + s.toString());
+  e.user = pw ? pw->pw_name : "uid " + std::to_string(::getuid());
+  e.source_address = "local";
+  return audit.append(e);
 }
 
 int add(const NodeOptions& o) {
@@ -63,16 +76,20 @@ int add(const NodeOptions& o) {
   }
   if (n.cert_sha256.size() != 64 && !n.cert_sha256.empty())
     return fail(invalidArgument("certificate fingerprint must be 64 hex digits"));
-  return withIndex(o, [&](NodeRegistry& r) {
+  return withIndex(o, [&](NodeRegistry& r, AuditLog& audit) {
     Status s = r.add(n);
+    Status a = auditChange(audit, "node-add", s,
+                           "node=" + n.ae_title + " cidr=" + n.source_cidr + " perms=" + formatPermissions(n.permissions) +
+                               " site=" + n.site + " scope=" + formatScopeRules(n.scope_rules));
     if (!s.ok()) return fail(s);
+    if (!a.ok()) return fail(a);
     std::cout << "added node " << n.ae_title << " (" << formatPermissions(n.permissions) << ")\n";
     return 0;
   });
 }
 
 int list(const NodeOptions& o) {
-  return withIndex(o, [&](NodeRegistry& r) {
+  return withIndex(o, [&](NodeRegistry& r, AuditLog&) {
     auto all = r.list();
     if (!all.ok()) return fail(all.status());
     for (const auto& n : *all)
@@ -84,9 +101,11 @@ int list(const NodeOptions& o) {
 }
 
 int removeNode(const NodeOptions& o) {
-  return withIndex(o, [&](NodeRegistry& r) {
+  return withIndex(o, [&](NodeRegistry& r, AuditLog& audit) {
     Status s = r.remove(o.ae);
+    Status a = auditChange(audit, "node-remove", s, "node=" + o.ae);
     if (!s.ok()) return fail(s);
+    if (!a.ok()) return fail(a);
     std::cout << "removed node " << o.ae << "\n";
     return 0;
   });

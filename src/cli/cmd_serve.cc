@@ -61,6 +61,7 @@ int serve(const std::string& config_path) {
   dicom::DcmtkRenderer renderer;
   web::DicomWebService dicomweb({cfg->https_base_url, 1000, cfg->limits.max_object_size, 10000, true}, *a.auth,
                                 *a.store, *a.query, *a.retrieve, *a.remove, *a.audit, Clock::system(), renderer);
+  dicomweb.setAuditTrail(a.audit.get());
   web::HttpsServer https({cfg->https_listen.address, cfg->https_listen.port, cfg->tls_cert, cfg->tls_key,
                           cfg->https_max_connections, 16384, cfg->https_max_body, 30},
                          [&dicomweb](web::Request& r) { return dicomweb.handle(r); });

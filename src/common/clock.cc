@@ -4,7 +4,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cctype>
 #include <ctime>
+#include <iomanip>
+#include <sstream>
 
 namespace bastion {
 namespace {
@@ -75,6 +78,24 @@ bool isCanonicalUuid(std::string_view s) {
     }
   }
   return true;
+}
+
+std::optional<std::chrono::system_clock::time_point> parseIsoTime(const std::string& s) {
+  std::tm tm{};
+  std::istringstream in(s);
+  in >> std::get_time(&tm, s.size() > 10 ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d");
+  if (in.fail()) return std::nullopt;
+  std::string rest;
+  std::getline(in, rest);
+  int offset_s = 0;
+  const auto digits = [&](size_t i) { return std::isdigit(static_cast<unsigned char>(rest[i])) != 0; };
+  if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':' && digits(1) && digits(2) &&
+      digits(4) && digits(5)) {
+    offset_s = (std::stoi(rest.substr(1, 2)) * 3600 + std::stoi(rest.substr(4, 2)) * 60) * (rest[0] == '-' ? -1 : 1);
+  } else if (!(rest.empty() || rest == "Z")) {
+    return std::nullopt;
+  }
+  return std::chrono::system_clock::from_time_t(::timegm(&tm)) - std::chrono::seconds(offset_s);
 }
 
 }  // namespace bastion

@@ -261,3 +261,33 @@ def test_verify_cli_finds_tampering_at_its_position(tmp_path):
     r = s2.bastion("audit", "verify", "--checkpoint", str(cp2), check=False)
     assert r.returncode == 1 and ("FAILED at record %d" % n) in r.stdout, r.stdout
     assert before >= 5
+
+
+def test_auditors_search_the_trail_over_https_and_the_search_is_recorded(tmp_path):
+    s = Server(tmp_path / "bastion", extra_config=AUTH_CONFIG + HTTP)
+    mod = s.add_node("MOD1", role="modality", site="north")
+    enrol(s, "audra", add_user(s, "audra", ["auditor"], "north"))
+    enrol(s, "rad", add_user(s, "rad", ["radiologist"], "north"))
+    audra, rad = token(s, "audra", "read_audit"), token(s, "rad", "find")
+    f = tmp_path / "x.dcm"
+    instance(f, "APIPAT7", "API^PATIENT", PREFIX + "93.1", PREFIX + "93.1.1", PREFIX + "93.1.1.1")
+    s.start()
+    try:
+        s.dcmtk("storescu", mod, str(f))
+        h = Https(s)
+        st, found = h.json("GET", "/api/audit?patient_id=APIPAT7&action=store", token=audra)
+        assert st == 200 and len(found) == 1
+        assert found[0]["patient_id"] == "APIPAT7" and found[0]["patient_name"] == "API^PATIENT"
+        assert found[0]["actor"] == "MOD1" and found[0]["outcome"] == "success"
+        st, found = h.json("GET", "/api/audit?user=audra&action=audit-read", token=audra)
+        assert st == 200 and len(found) == 1  # the first search, recorded before this one ran
+        assert h.json("GET", "/api/audit?patient_id=APIPAT7", token=rad)[0] == 403
+        assert h.json("GET", "/api/audit?since=yesterday", token=audra)[0] == 400
+        assert h.json("GET", "/api/audit?limit=-1", token=audra)[0] == 400
+        assert h.json("GET", "/api/audit", token=None)[0] == 401
+    finally:
+        s.stop()
+    reads = [e for e in s.audit_events("--action", "audit-read") if e.get("user") in ("audra", "rad")]
+    assert [(e["user"], e["outcome"]) for e in reads] == [("audra", "success"), ("audra", "success"),
+                                                          ("rad", "denied")]
+    assert reads[0]["patient_id"] == "APIPAT7"

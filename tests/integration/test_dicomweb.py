@@ -56,7 +56,8 @@ ROUTES = [("GET", "/dicom-web/studies"), ("GET", "/dicom-web/series"), ("GET", "
     ("GET", "/wado?requestType=WADO&studyUID=1.2&seriesUID=1.2.3&objectUID=1.2.3.4"), ("OPTIONS", "/dicom-web"),
     ("DELETE", "/dicom-web/studies/1.2.3"),
     ("GET", "/dicom-web/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5/frames/1"),
-          ("POST", "/dicom-web/studies"), ("POST", "/dicom-web/studies/1.2.3"), ("GET", "/api/session")]
+          ("POST", "/dicom-web/studies"), ("POST", "/dicom-web/studies/1.2.3"), ("GET", "/api/session"),
+          ("GET", "/api/audit")]
 
 
 def test_every_route_refuses_missing_bad_revoked_expired_tokens(web):

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -18,6 +19,9 @@ class Clock {
 
 // ISO 8601 UTC with explicit "Z", millisecond precision: 2026-11-24T22:50:50.123Z
 std::string formatUtc(std::chrono::system_clock::time_point t);
+// Parses "2026-11-25", "2026-11-25T10:00:00Z" or "2026-11-25T10:00:00+01:00";
+// nullopt if `s` is none of these.
+std::optional<std::chrono::system_clock::time_point> parseIsoTime(const std::string& s);
 
 class Random {
  public:

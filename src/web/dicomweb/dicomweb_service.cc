@@ -1,6 +1,9 @@
 #include "web/dicomweb/dicomweb_service.h"
 
+#include <charconv>
 #include <nlohmann/json.hpp>
+
+#include "audit/dicom_message.h"
 
 #include "crypto/aead.h"
 #include "dicom/parse/dicom_scanner.h"
@@ -166,6 +169,7 @@ Response DicomWebService::handle(Request& req) {
   if (!authenticate(req, ctx, refusal)) return refusal;
   if (seg[0] == "api") {
     if (seg.size() == 2 && seg[1] == "session" && req.method == "GET") return session(req, ctx);
+    if (seg.size() == 2 && seg[1] == "audit" && req.method == "GET" && trail_) return auditSearch(req, ctx);
     return error(404, "not found");
   }
   if (seg[0] == "wado") return req.method == "GET" ? wadoUri(req, ctx) : error(405, "method not allowed");
@@ -258,10 +262,73 @@ Response DicomWebService::login(Request& req) {
 
 Response DicomWebService::logout(Request& req) {
   const std::string sess = cookieValue(req.header("cookie"), kCookie);
-  if (!sess.empty() && req.header("x-csrf-token") == csrfTokenFor(sess)) (void)auth_.logout(sess);
+  if (!sess.empty() && req.header("x-csrf-token") == csrfTokenFor(sess)) {
+    AuditEvent e = systemEvent(clock_.now(), "", "logout", "success");
+    e.source_address = req.peer_address;
+    if (auto p = auth_.session(sess); p.ok()) e.user = p->name;
+    const Status s = auth_.logout(sess);
+    if (!s.ok()) {
+      e.outcome = "failure";
+      e.detail = s.toString();
+    }
+    (void)audit_.append(e);
+  }
   Response r = json(200, {{"logged_out", true}});
   r.set("Set-Cookie", std::string(kCookie) + "=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
   return r;
+}
+
+// GET /api/audit?patient_id=&user=&node=&study=&action=&outcome=&source=&since=&until=&after=&limit=
+// The auditor's search of the trail (JSON records, PHI decrypted); the
+// search itself is recorded, its patient sealed like any other.
+Response DicomWebService::auditSearch(Request& req, const CallContext& ctx) {
+  AuditEvent e = auditEventFor(ctx, clock_, "audit-read");
+  const Decision d = auth_.policy().decide(ctx.principal, Action::kReadAudit, {}, clock_.now());
+  e.rule = d.rule;
+  if (!d.allowed) {
+    e.outcome = "denied";
+    (void)audit_.append(e);
+    return error(403, "forbidden");
+  }
+  auto params = parseQueryString(req.query);
+  if (!params.ok()) return error(400, params.status().message());
+  audit::AuditFilter f;
+  f.limit = 1000;
+  for (const auto& [k, v] : *params) {
+    if (k == "patient_id") f.patient_id = v;
+    else if (k == "user") f.user = v;
+    else if (k == "node") f.actor = v;
+    else if (k == "study") f.study = v;
+    else if (k == "action") f.action = v;
+    else if (k == "outcome") f.outcome = v;
+    else if (k == "source") f.source = v;
+    else if (k == "since" || k == "until") {
+      auto t = parseIsoTime(v);
+      if (!t) return error(400, "bad time in " + k);
+      (k == "since" ? f.since : f.until) = *t;
+    } else if (k == "after" || k == "limit") {
+      int64_t n = 0;
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (ec != std::errc() || end != v.data() + v.size() || n < 0) return error(400, "bad number in " + k);
+      if (k == "after") f.after_seq = n;
+      else f.limit = static_cast<size_t>(std::clamp<int64_t>(n, 1, 10000));
+    } else {
+      return error(400, "unknown parameter " + k);
+    }
+  }
+  nlohmann::json out = nlohmann::json::array();
+  const Status s = trail_->search(f, [&](const audit::AuditEntry& entry) {
+    out.push_back(audit::plainJson(entry));
+    return true;
+  });
+  e.patient_id = f.patient_id;
+  e.instance_count = static_cast<uint32_t>(out.size());
+  e.detail = "search via HTTPS";
+  e.outcome = s.ok() ? "success" : "failure";
+  if (!s.ok()) e.detail += ": " + s.toString();
+  if (!audit_.append(e).ok()) return error(503, "the audit trail cannot record this read");
+  if (!s.ok()) return error(500, "audit search failed");
+  return json(200, out);
 }
 
 Response DicomWebService::session(Request&, const CallContext& ctx) {

@@ -6,6 +6,8 @@
 // services ask the Policy.
 #pragma once
 
+#include "audit/audit_store.h"
+
 #include <optional>
 #include <string>
 
@@ -39,11 +41,15 @@ class DicomWebService {
         clock_(clock),
         renderer_(renderer) {}
   Response handle(Request& req);
+  // Enables GET /api/audit (search of the audit trail, read_audit permission).
+  void setAuditTrail(audit::AuditStore* trail) { trail_ = trail; }
 
  private:
+  Response auditSearch(Request& req, const CallContext& ctx);
   Response login(Request& req);
   Response logout(Request& req);
   Response session(Request& req, const CallContext& ctx);
+  audit::AuditStore* trail_ = nullptr;
   Response qido(Request& req, const CallContext& ctx, QueryLevel level, const std::string& study,
                 const std::string& series);
   Response stow(Request& req, const CallContext& ctx, const std::string& study);
