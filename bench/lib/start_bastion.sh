@@ -2,6 +2,7 @@
 # peer harness's test PKI (so the same client certificates work for every
 # server), PEERBENCH registered. In: ROOT PB PB_WORK PORT, $1 = installation
 # name under $PB_WORK/run, $2 = permissions, $3... = extra `node add` options.
+# EXTRA_CONFIG, if set, is appended to bastion.toml before serving.
 # With HTTPS_PORT set, the HTTPS API listens there and a user "bench" (technologist,
 # radiologist) gets an API token for the DICOMweb clients.
 # Out: B (binary) PKI HOME_DIR CFG PID (the server, running), HTTP_TOKEN (with HTTPS_PORT).
@@ -25,6 +26,7 @@ start_bastion() {
     HTTP_TOKEN=$("$B" token create --config "$CFG" bench --name bench --perm echo,store,find,get | sed -n 's/^token: //p')
     export HTTP_TOKEN
   fi
+  if [ -n "${EXTRA_CONFIG:-}" ]; then printf "\n%s\n" "$EXTRA_CONFIG" >>"$CFG"; fi
   "$B" serve --config "$CFG" >"$HOME_DIR/serve.log" 2>&1 &
   PID=$!
   for _ in $(seq 100); do grep -q "DICOM TLS on" "$HOME_DIR/serve.log" && return 0; sleep 0.1; done

@@ -20,10 +20,10 @@ CREATE TABLE record (
   prev BLOB NOT NULL, hash BLOB NOT NULL
 );
 CREATE INDEX record_time ON record(time_us);
-CREATE INDEX record_patient ON record(patient_token, seq) WHERE patient_token IS NOT NULL;
-CREATE INDEX record_user ON record(user, seq) WHERE user <> '';
-CREATE INDEX record_actor ON record(actor, seq);
-CREATE INDEX record_study ON record(study, seq) WHERE study <> '';
+CREATE INDEX record_patient ON record(patient_token, time_us) WHERE patient_token IS NOT NULL;
+CREATE INDEX record_user ON record(user, time_us);
+CREATE INDEX record_actor ON record(actor, time_us);
+CREATE INDEX record_study ON record(study, time_us);
 CREATE TABLE checkpoint (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL, time_us INTEGER NOT NULL, signature BLOB NOT NULL);
 CREATE TABLE cursor (destination TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 )sql"},
@@ -142,7 +142,7 @@ Status AuditStore::append(const AuditEvent& event) {
 }
 
 void AuditStore::onCommit(std::function<void(int64_t)> fn) {
-  std::lock_guard lock(mu_);
+  std::lock_guard callback(callback_mu_);  // waits for a running callback
   on_commit_ = std::move(fn);
 }
 
@@ -150,7 +150,6 @@ void AuditStore::writerLoop() {
   const auto interval_us = std::chrono::duration_cast<std::chrono::microseconds>(options_.checkpoint_interval).count();
   for (;;) {
     std::vector<Pending*> batch;
-    std::function<void(int64_t)> notify;
     bool stop = false;
     {
       std::unique_lock lock(mu_);
@@ -160,7 +159,6 @@ void AuditStore::writerLoop() {
         queue_.pop_front();
       }
       stop = stopping_ && queue_.empty();
-      notify = on_commit_;
     }
     int64_t new_head = 0;
     if (!batch.empty()) {
@@ -173,7 +171,10 @@ void AuditStore::writerLoop() {
         }
       }
       done_cv_.notify_all();
-      if (s.ok() && notify) notify(new_head);
+      if (s.ok()) {
+        std::lock_guard callback(callback_mu_);
+        if (on_commit_) on_commit_(new_head);
+      }
     } else {
       // Quiet: a checkpoint if records are waiting for one past the interval.
       checkpointQuietly(false, interval_us);
@@ -234,7 +235,12 @@ Status AuditStore::commitBatch(const std::vector<Pending*>& batch, int64_t& new_
 }
 
 Status AuditStore::search(const AuditFilter& f, const std::function<bool(const AuditEntry&)>& emit) {
-  std::string sql = std::string("SELECT ") + kColumns + " FROM record WHERE seq > ?";
+  const bool filtered = !f.user.empty() || !f.actor.empty() || !f.study.empty() || !f.action.empty() ||
+                        !f.outcome.empty() || !f.source.empty() || !f.patient_id.empty() || f.since || f.until;
+  // With a filter, the position must not steer the plan ("+seq" keeps the
+  // planner on the filter's index instead of a walk in rowid order).
+  std::string sql = std::string("SELECT ") + kColumns + " FROM record WHERE " +
+                    (f.after_seq <= 0 ? "1" : filtered ? "+seq > ?" : "seq > ?");
   std::vector<std::pair<std::string, std::string>> text;  // column, value
   if (!f.user.empty()) text.emplace_back("user", f.user);
   if (!f.actor.empty()) text.emplace_back("actor", f.actor);
@@ -252,7 +258,7 @@ Status AuditStore::search(const AuditFilter& f, const std::function<bool(const A
     std::lock_guard lock(read_mu_);
     ASSIGN_OR_RETURN(Stmt s, reader_db_->prepare(sql));
     int i = 1;
-    s.bind(i++, f.after_seq);
+    if (f.after_seq > 0) s.bind(i++, f.after_seq);
     for (const auto& [_, v] : text) s.bind(i++, std::string_view(v));
     const Bytes token = patientToken(keys_, f.patient_id);
     if (!f.patient_id.empty()) s.bind(i++, ByteView(token));

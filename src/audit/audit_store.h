@@ -66,6 +66,8 @@ class AuditStore final : public AuditLog {
   StatusOr<int64_t> cursor(const std::string& destination);
   Status setCursor(const std::string& destination, int64_t seq);
   // Called (on the writer thread) after each commit with the new head.
+  // Once onCommit() returns, the previous function is not running and will
+  // not be called again.
   void onCommit(std::function<void(int64_t)> fn);
 
   const AuditKeys& keys() const { return keys_; }
@@ -93,6 +95,7 @@ class AuditStore final : public AuditLog {
   std::condition_variable work_cv_, done_cv_;
   std::deque<Pending*> queue_;  // guarded by mu_
   bool stopping_ = false;       // guarded by mu_
+  std::mutex callback_mu_;  // guards on_commit_ and is held while it runs
   std::function<void(int64_t)> on_commit_;
   int64_t opened_us_;  // when this store was opened (checkpoint interval before the first)
   std::mutex read_mu_;

@@ -48,10 +48,13 @@ std::string headerToken(const std::string& s, size_t max) {
 
 std::string syslogMessage(const AuditEntry& entry, const AuditSource& source) {
   const int severity = entry.event.outcome == "success" ? 5 : 4;
-  std::string m = "<" + std::to_string(10 * 8 + severity) + ">1 " + formatUtc(entry.event.time) + " " +
-                  headerToken(source.hostname, 255) + " bastion " + std::to_string(::getpid()) +
-                  " IHE+RFC-3881 [meta sequenceId=\"" + std::to_string(entry.seq % 2147483647) + "\"] ";
-  m += dicomAuditXml(entry, source);
+  std::string m;
+  for (const std::string& part :
+       {std::string("<") + std::to_string(10 * 8 + severity) + ">1 ", formatUtc(entry.event.time),
+        std::string(" "), headerToken(source.hostname, 255), std::string(" bastion "), std::to_string(::getpid()),
+        std::string(" IHE+RFC-3881 [meta sequenceId=\""), std::to_string(entry.seq % 2147483647),
+        std::string("\"] "), dicomAuditXml(entry, source)})
+    m.append(part);
   return m;
 }
 
@@ -227,6 +230,16 @@ void SyslogForwarder::run() {
     std::cerr << "audit export: " << detail << "\n";
     (void)store_.append(e);
   };
+  // The cursor is written at most every 2 s (and when stopping): each write
+  // is a transaction that would otherwise compete with the audit writer. A
+  // crash repeats at most those 2 s of records, never skips one.
+  int64_t persisted = confirmed_;
+  steady::time_point persisted_at = steady::now();
+  auto persist = [&](bool now) {
+    if (confirmed_ == persisted || (!now && steady::now() - persisted_at < std::chrono::seconds(2))) return;
+    if (store_.setCursor(dest, confirmed_).ok()) persisted = confirmed_;
+    persisted_at = steady::now();
+  };
   auto drop = [&] {
     conn.reset();
     in_flight.clear();
@@ -239,6 +252,7 @@ void SyslogForwarder::run() {
     {
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return woken_ || stopping_; });
+      if (woken_ && !stopping_) cv_.wait_for(lock, timing_.coalesce, [&] { return stopping_; });
       woken_ = false;
       stopping = stopping_;
       deadline = drain_deadline_;
@@ -246,13 +260,13 @@ void SyslogForwarder::run() {
     const auto now = steady::now();
     auto head = store_.lastSeq();
     const int64_t last = head.ok() ? *head : sent;
+    persist(stopping);
     if (stopping && (confirmed_ >= last || now >= deadline)) break;
 
     if (conn) {
       const auto st = conn->state();
       if (st == Connection::State::kClosedCleanly && conn->everythingRead() && sent > confirmed_) {
         confirmed_ = sent;
-        (void)store_.setCursor(dest, confirmed_);
       }
       if (st != Connection::State::kOpen) drop();
     }
@@ -296,7 +310,6 @@ void SyslogForwarder::run() {
       }
       if (confirm > confirmed_) {
         confirmed_ = confirm;
-        (void)store_.setCursor(dest, confirm);
       }
     }
     const int64_t backlog = last - confirmed_;

@@ -41,6 +41,9 @@ struct SyslogCollector {
 struct ForwarderTiming {
   std::chrono::milliseconds confirm_after{250};
   std::chrono::milliseconds retry{1000};
+  // After a wake-up, wait this long for more records: one batch, one TLS
+  // write and one read of the store for many records under load.
+  std::chrono::milliseconds coalesce{25};
 };
 
 class SyslogForwarder {

@@ -8,7 +8,9 @@
 
 #include "audit/dicom_message.h"
 #include "cli/commands.h"
-#include "server/composition.h"
+#include "audit/audit_store.h"
+#include "bastion/crypto/keyring.h"
+#include "server/config.h"
 
 namespace bastion::cli {
 namespace {
@@ -23,6 +25,25 @@ struct Options {
   int64_t after_seq = 0;
 };
 
+// What these commands need: the config, the keyring and the trail (not the
+// index or the identity service, which cost time to open).
+struct Trail {
+  server::Config config;
+  std::unique_ptr<Keyring> keyring;
+  std::unique_ptr<audit::AuditStore> audit;
+};
+
+StatusOr<Trail> openTrail(const std::string& config_path) {
+  Trail t;
+  ASSIGN_OR_RETURN(t.config, server::loadConfig(config_path));
+  ASSIGN_OR_RETURN(t.keyring, loadFileKeyring(t.config.key_file, Random::system()));
+  ASSIGN_OR_RETURN(t.audit, audit::AuditStore::open(t.config.auditPath(), *t.keyring, Random::system(),
+                                                    Clock::system(),
+                                                    {t.config.audit_checkpoint_every,
+                                                     std::chrono::seconds(t.config.audit_checkpoint_interval_s)}));
+  return t;
+}
+
 std::string whoAmI() {
   const passwd* pw = ::getpwuid(::getuid());
   return pw ? std::string(pw->pw_name) : "uid " + std::to_string(::getuid());
@@ -34,7 +55,7 @@ StatusOr<std::chrono::system_clock::time_point> parseTime(const std::string& s) 
   return *t;
 }
 
-void auditRead(server::Archive& a, const std::string& what, const audit::AuditFilter& f, size_t count) {
+void auditRead(Trail& a, const std::string& what, const audit::AuditFilter& f, size_t count) {
   AuditEvent e = systemEvent(Clock::system().now(), "bastion-cli", "audit-read", "success", what,
                              static_cast<uint32_t>(count));
   e.user = whoAmI();
@@ -75,7 +96,7 @@ audit::AuditSource sourceOf(const server::Config& c) {
   return {c.ae_title, c.audit_site, host};
 }
 
-int verify(server::Archive& a, const Options& o) {
+int verify(Trail& a, const Options& o) {
   audit::PublicKey key = a.audit->keys().sign_public;
   if (!o.public_key.empty()) {
     Bytes k;
@@ -116,7 +137,7 @@ int verify(server::Archive& a, const Options& o) {
   return 0;
 }
 
-int search(server::Archive& a, const Options& o, bool exporting) {
+int search(Trail& a, const Options& o, bool exporting) {
   auto f = filterOf(o);
   if (!f.ok()) {
     std::cerr << "audit: " << f.status().message() << "\n";
@@ -124,7 +145,8 @@ int search(server::Archive& a, const Options& o, bool exporting) {
   }
   const audit::AuditSource src = sourceOf(a.config);
   size_t count = 0;
-  Status s = a.audit->search(*f, [&](const audit::AuditEntry& e) {
+  // In pages, so that an export of millions of records runs in bounded memory.
+  auto emit = [&](const audit::AuditEntry& e) {
     ++count;
     if (o.format == "json") {
       std::cout << audit::plainJson(e).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -142,7 +164,20 @@ int search(server::Archive& a, const Options& o, bool exporting) {
                 << "\t" << v.instance_count << "\t" << v.rule << "\t" << v.detail << "\n";
     }
     return true;
-  });
+  };
+  const size_t wanted = f->limit;
+  Status s;
+  while (count < wanted) {
+    audit::AuditFilter page = *f;
+    page.limit = std::min<size_t>(wanted - count, 10000);
+    size_t got = 0;
+    s = a.audit->search(page, [&](const audit::AuditEntry& e) {
+      ++got;
+      f->after_seq = e.seq;
+      return emit(e);
+    });
+    if (!s.ok() || got < page.limit) break;
+  }
   if (!s.ok()) {
     std::cerr << "audit: " << s.toString() << "\n";
     return 2;
@@ -152,12 +187,12 @@ int search(server::Archive& a, const Options& o, bool exporting) {
 }
 
 int run(const std::string& name, const Options& o) {
-  auto archive = server::openArchive(o.config);
-  if (!archive.ok()) {
-    std::cerr << "audit: " << archive.status().toString() << "\n";
+  auto trail = openTrail(o.config);
+  if (!trail.ok()) {
+    std::cerr << "audit: " << trail.status().toString() << "\n";
     return 2;
   }
-  server::Archive& a = **archive;
+  Trail& a = *trail;
   if (name == "verify") return verify(a, o);
   if (name == "search") return search(a, o, false);
   if (name == "export") return search(a, o, true);

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <vector>
 
 #include "bastion/crypto/keyring.h"
 #include "cli/commands.h"
@@ -37,10 +38,14 @@ int runInit(const InitOptions& o) {
     }
   }
   ::chmod(keys.c_str(), 0700);
-  auto report = [](const std::string& what, const std::string& path, const Status& s) {
-    if (s.ok()) std::cout << "created  " << what << ": " << path << "\n";
-    else if (s.code() == StatusCode::kAlreadyExists) std::cout << "kept     " << what << ": " << path << "\n";
-    else {
+  std::vector<std::pair<std::string, std::string>> created;  // (action, what) for the audit trail
+  auto report = [&created](const std::string& what, const std::string& path, const Status& s) {
+    if (s.ok()) {
+      std::cout << "created  " << what << ": " << path << "\n";
+      created.emplace_back(what == "configuration" ? "config-create" : "key-create", what + ": " + path);
+    } else if (s.code() == StatusCode::kAlreadyExists) {
+      std::cout << "kept     " << what << ": " << path << "\n";
+    } else {
       std::cerr << "init: " << what << ": " << s.toString() << "\n";
       return false;
     }
@@ -70,6 +75,14 @@ int runInit(const InitOptions& o) {
   if (!archive.ok()) {
     std::cerr << "init: " << archive.status().toString() << "\n";
     return 1;
+  }
+  for (const auto& [action, what] : created) {
+    AuditEvent e = systemEvent(Clock::system().now(), "bastion-init", action, "success", what);
+    e.source_address = "local";
+    if (Status a = (*archive)->audit->append(e); !a.ok()) {
+      std::cerr << "init: audit: " << a.toString() << "\n";
+      return 1;
+    }
   }
   auto users = (*archive)->auth->listUsers();
   if (!users.ok()) {

@@ -248,6 +248,11 @@ def test_verify_cli_finds_tampering_at_its_position(tmp_path):
     assert bad.returncode == 1 and "FAILED at record 4" in bad.stdout
     # Truncation below the exported checkpoint, with the store's own checkpoints gone too.
     s2 = Server(tmp_path / "b2")
+    # init records what it created: the keys, the configuration, the first administrator.
+    first = [(e["action"], e["detail"].split(":")[0]) for e in s2.audit_events()][:6]
+    assert first == [("key-create", "key-encryption key (0600)"), ("key-create", "private CA"),
+                     ("key-create", "server certificate"), ("config-create", "configuration"),
+                     ("user-add", "user=admin roles=admin site=main")]
     s2.bastion("audit", "search")
     s2.bastion("audit", "search")
     cp2 = tmp_path / "cp2.txt"

@@ -114,13 +114,27 @@ TEST_F(AuditStoreTest, SearchFiltersByPatientUserNodeActionAndTime) {
   AuditFilter limited;
   limited.limit = 5;
   EXPECT_EQ(count(limited), 5u);
+  // Paging with a filter: each page continues after the last position seen.
+  AuditFilter page;
+  page.user = "alice";
+  page.limit = 4;
+  std::vector<int64_t> seen;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(store_->search(page, [&](const AuditEntry& e) {
+      EXPECT_EQ(e.event.user, "alice");
+      seen.push_back(e.seq);
+      page.after_seq = e.seq;
+      return true;
+    }).ok());
+  }
+  EXPECT_EQ(seen, (std::vector<int64_t>{1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 15}));
 }
 
 TEST_F(AuditStoreTest, ConcurrentAppendsFormOneUnbrokenChain) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t)
     threads.emplace_back([&, t] {
-      for (int i = 0; i < 50; ++i) EXPECT_TRUE(store_->append(event(t * 100 + i, "P" + std::to_string(t))).ok());
+      for (int i = 0; i < 50; ++i) EXPECT_TRUE(store_->append(event(t * 100 + i, std::string("P").append(std::to_string(t)))).ok());
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(*store_->lastSeq(), 400);
