@@ -63,10 +63,13 @@ void build(const std::string& path, Keyring& ring) {
   sqlite3_stmt* ins = nullptr;
   sqlite3_prepare_v2(db,
                      "INSERT INTO record(seq, time_us, action, outcome, severity, actor, user, source, cert, study, "
-                     "rule, detail, count, patient_token, phi, prev, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                     "rule, detail, count, patient_token, phi, prev, hash, mac) "
+                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                      -1, &ins, nullptr);
   sqlite3_stmt* cp = nullptr;
-  sqlite3_prepare_v2(db, "INSERT INTO checkpoint(seq, hash, time_us, signature) VALUES (?,?,?,?)", -1, &cp, nullptr);
+  sqlite3_prepare_v2(db, "INSERT INTO checkpoint(seq, hash, time_us, prev_seq, every, signature) VALUES (?,?,?,?,?,?)",
+                     -1, &cp, nullptr);
+  int64_t last_cp = 0;
   Bytes prev(32, 0);
   uint64_t x = 88172645463325252ull;
   auto rnd = [&] {
@@ -110,15 +113,19 @@ void build(const std::string& path, Keyring& ring) {
     blob(ins, 15, r.phi);
     blob(ins, 16, r.prev);
     blob(ins, 17, r.hash);
+    blob(ins, 18, r.mac);
     sqlite3_step(ins);
     sqlite3_reset(ins);
     prev = r.hash;
     if (seq % 1000 == 0 || seq == kEvents) {
-      const Checkpoint c = signCheckpoint(seq, prev, r.time_us, keys);
+      const Checkpoint c = signCheckpoint(seq, prev, r.time_us, last_cp, 1000, keys);
+      last_cp = seq;
       sqlite3_bind_int64(cp, 1, c.seq);
       blob(cp, 2, c.hash);
       sqlite3_bind_int64(cp, 3, c.time_us);
-      blob(cp, 4, c.signature);
+      sqlite3_bind_int64(cp, 4, c.prev_seq);
+      sqlite3_bind_int64(cp, 5, c.every);
+      blob(cp, 6, c.signature);
       sqlite3_step(cp);
       sqlite3_reset(cp);
     }
@@ -224,7 +231,7 @@ BENCHMARK(BM_ReadAndRenderForSyslog)->Unit(benchmark::kMillisecond);
 void BM_VerifyWholeChain(benchmark::State& state) {
   auto& f = fixture();
   for (auto _ : state) {
-    auto r = verifyAuditStore(f.path, f.store->keys().sign_public, std::nullopt);
+    auto r = verifyAuditStore(f.path, f.store->keys().sign_public, std::nullopt, 1000, &f.store->keys());
     if (!r.ok() || !r->ok) state.SkipWithError("verification failed");
   }
 }

@@ -2,97 +2,35 @@
 
 #include <sys/stat.h>
 
+#include <iostream>
+
+#include "audit/audit_db.h"
+
 namespace bastion::audit {
 namespace {
 
 using index::Db;
 using index::Stmt;
 
-const Db::Migration kAuditMigrations[] = {
-    {1, R"sql(
-CREATE TABLE record (
-  seq INTEGER PRIMARY KEY,
-  time_us INTEGER NOT NULL,
-  action TEXT NOT NULL, outcome TEXT NOT NULL, severity TEXT NOT NULL,
-  actor TEXT NOT NULL, user TEXT NOT NULL, source TEXT NOT NULL, cert TEXT NOT NULL,
-  study TEXT NOT NULL, rule TEXT NOT NULL, detail TEXT NOT NULL, count INTEGER NOT NULL,
-  patient_token BLOB, phi BLOB,  -- NULL when the event names no patient / has no PHI
-  prev BLOB NOT NULL, hash BLOB NOT NULL
-);
-CREATE INDEX record_time ON record(time_us);
-CREATE INDEX record_patient ON record(patient_token, time_us) WHERE patient_token IS NOT NULL;
-CREATE INDEX record_user ON record(user, time_us);
-CREATE INDEX record_actor ON record(actor, time_us);
-CREATE INDEX record_study ON record(study, time_us);
-CREATE TABLE checkpoint (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL, time_us INTEGER NOT NULL, signature BLOB NOT NULL);
-CREATE TABLE cursor (destination TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-)sql"},
-};
-
-constexpr const char* kColumns =
-    "seq, time_us, action, outcome, severity, actor, user, source, cert, study, rule, detail, count, "
-    "patient_token, phi, prev, hash";
-
-StoredRecord rowToRecord(const Stmt& s) {
-  StoredRecord r;
-  r.seq = s.i64(0);
-  r.time_us = s.i64(1);
-  r.action = s.text(2);
-  r.outcome = s.text(3);
-  r.severity = s.text(4);
-  r.actor = s.text(5);
-  r.user = s.text(6);
-  r.source = s.text(7);
-  r.cert = s.text(8);
-  r.study = s.text(9);
-  r.rule = s.text(10);
-  r.detail = s.text(11);
-  r.count = s.i64(12);
-  r.patient_token = s.blob(13);
-  r.phi = s.blob(14);
-  r.prev = s.blob(15);
-  r.hash = s.blob(16);
-  return r;
-}
-
 int64_t micros(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
 
-// The chain's head (position, hash) as the database holds it now.
-StatusOr<std::pair<int64_t, Bytes>> head(Db& db) {
-  ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT seq, hash FROM record ORDER BY seq DESC LIMIT 1"));
-  ASSIGN_OR_RETURN(bool row, s.step());
-  std::pair<int64_t, Bytes> h{0, Bytes(32, 0)};
-  if (row) h = {s.i64(0), s.blob(1)};
-  s.reset();
-  return h;
-}
-
-StatusOr<std::optional<Checkpoint>> lastCheckpoint(Db& db) {
-  ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT seq, hash, time_us, signature FROM checkpoint ORDER BY seq DESC LIMIT 1"));
-  ASSIGN_OR_RETURN(bool row, s.step());
-  std::optional<Checkpoint> cp;
-  if (row) cp = Checkpoint{s.i64(0), s.blob(1), s.i64(2), s.blob(3)};
-  s.reset();
-  return cp;
-}
-
-// Signs a checkpoint at the head if it is due; inside the caller's transaction.
-// Without a checkpoint yet, the interval counts from `opened_us`.
-Status checkpointIfDue(Db& db, const AuditKeys& keys, int64_t now_us, int64_t every, int64_t interval_us,
-                       bool force, int64_t opened_us) {
-  ASSIGN_OR_RETURN(auto h, head(db));
-  if (h.first == 0) return okStatus();
-  ASSIGN_OR_RETURN(auto last, lastCheckpoint(db));
-  const int64_t last_seq = last ? last->seq : 0;
-  if (h.first == last_seq) return okStatus();
-  const int64_t since = last ? last->time_us : opened_us;
-  const bool due = force || h.first - last_seq >= every || now_us - since >= interval_us;
-  if (!due) return okStatus();
-  const Checkpoint cp = signCheckpoint(h.first, h.second, now_us, keys);
-  ASSIGN_OR_RETURN(Stmt ins, db.prepare("INSERT INTO checkpoint(seq, hash, time_us, signature) VALUES (?,?,?,?)"));
-  return ins.bind(1, cp.seq).bind(2, cp.hash).bind(3, cp.time_us).bind(4, cp.signature).run();
+// True if records (from.seq, to_seq] follow `from` (or the chain's start)
+// unaltered, each with the archive's MAC, and end at (to_seq, to_hash): what
+// a checkpoint is about to sign.
+StatusOr<bool> tailIntact(Db& db, const AuditKeys& keys, const std::optional<Checkpoint>& from, int64_t to_seq,
+                          ByteView to_hash) {
+  int64_t expected = from ? from->seq + 1 : 1;
+  Bytes prev = from ? from->hash : Bytes(32, 0);
+  bool ok = true;
+  RETURN_IF_ERROR(forEachRecord(db, expected - 1, to_seq - expected + 1, [&](const StoredRecord& r) {
+    ok = r.seq == expected && r.prev == prev && recordHash(r) == r.hash && recordMac(r, keys) == r.mac;
+    prev = r.hash;
+    ++expected;
+    return ok;
+  }));
+  return ok && expected == to_seq + 1 && prev == Bytes(to_hash.begin(), to_hash.end());
 }
 
 }  // namespace
@@ -101,11 +39,12 @@ StatusOr<std::unique_ptr<AuditStore>> AuditStore::open(const std::string& path, 
                                                        Random& random, const Clock& clock,
                                                        AuditStoreOptions options) {
   const mode_t old = ::umask(077);  // the database and its WAL: owner only
-  auto writer = Db::open(path, false, kAuditMigrations);
-  auto reader = writer.ok() ? Db::open(path, false, kAuditMigrations) : writer.status();
+  auto writer = Db::open(path, false, auditMigrations());
+  auto reader = writer.ok() ? Db::open(path, false, auditMigrations()) : writer.status();
   ::umask(old);
   if (!writer.ok()) return writer.status();
   if (!reader.ok()) return reader.status();
+  RETURN_IF_ERROR(refuseTriggers(**writer));
   return std::unique_ptr<AuditStore>(
       new AuditStore(std::move(writer).value(), std::move(reader).value(), keyring, random, clock, options));
 }
@@ -187,46 +126,63 @@ void AuditStore::writerLoop() {
 void AuditStore::checkpointQuietly(bool force, int64_t interval_us) {
   Db& db = *writer_db_;
   if (!db.exec("BEGIN IMMEDIATE").ok()) return;
-  const Status s =
-      checkpointIfDue(db, keys_, micros(clock_.now()), options_.checkpoint_every, interval_us, force, opened_us_);
+  const Status s = checkpointIfDue(db, force, interval_us);
   (void)db.exec(s.ok() ? "COMMIT" : "ROLLBACK");
+}
+
+Status AuditStore::checkpointIfDue(Db& db, bool force, int64_t interval_us) {
+  ASSIGN_OR_RETURN(auto h, chainHead(db));
+  if (h.first == 0) return okStatus();
+  ASSIGN_OR_RETURN(auto last, lastCheckpoint(db));
+  if (last && h.first == last->seq) return okStatus();
+  const int64_t now = micros(clock_.now());
+  const int64_t since = last ? last->time_us : opened_us_;
+  if (!force && now - since < interval_us) return okStatus();
+  return signHead(db, last, h.first, h.second, now);
+}
+
+Status AuditStore::signHead(Db& db, const std::optional<Checkpoint>& last, int64_t seq, ByteView hash, int64_t now) {
+  if (tail_alerted_) return okStatus();  // already found broken: stays unsigned
+  ASSIGN_OR_RETURN(bool intact, tailIntact(db, keys_, last, seq, hash));
+  if (!intact) {
+    // Someone changed records since the last checkpoint: signing now would
+    // bless the change. Leave them unsigned (verify fails there) and say so.
+    tail_alerted_ = true;
+    AuditEvent e = systemEvent(clock_.now(), "bastion", "audit-integrity", "failure",
+                               "records after checkpoint " + std::to_string(last ? last->seq : 0) +
+                                   " fail verification; the trail is no longer signed");
+    e.severity = "high";
+    std::cerr << "audit: " << e.detail << "\n";
+    return insertRecord(db, sealRecord(e, seq + 1, hash, keys_, random_));
+  }
+  return insertCheckpoint(db, signCheckpoint(seq, hash, now, last ? last->seq : 0, options_.checkpoint_every, keys_));
 }
 
 Status AuditStore::commitBatch(const std::vector<Pending*>& batch, int64_t& new_head) {
   Db& db = *writer_db_;
   RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
   auto work = [&]() -> Status {
-    ASSIGN_OR_RETURN(auto h, head(db));
+    ASSIGN_OR_RETURN(auto h, chainHead(db));
+    ASSIGN_OR_RETURN(auto last, lastCheckpoint(db));
     int64_t seq = h.first;
     Bytes prev = std::move(h.second);
-    std::string sql = std::string("INSERT INTO record(") + kColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     for (Pending* p : batch) {
       const StoredRecord r = sealRecord(*p->event, ++seq, prev, keys_, random_);
-      ASSIGN_OR_RETURN(Stmt ins, db.prepare(sql));
-      RETURN_IF_ERROR(ins.bind(1, r.seq)
-                          .bind(2, r.time_us)
-                          .bind(3, std::string_view(r.action))
-                          .bind(4, std::string_view(r.outcome))
-                          .bind(5, std::string_view(r.severity))
-                          .bind(6, std::string_view(r.actor))
-                          .bind(7, std::string_view(r.user))
-                          .bind(8, std::string_view(r.source))
-                          .bind(9, std::string_view(r.cert))
-                          .bind(10, std::string_view(r.study))
-                          .bind(11, std::string_view(r.rule))
-                          .bind(12, std::string_view(r.detail))
-                          .bind(13, r.count)
-                          .bind(14, ByteView(r.patient_token))
-                          .bind(15, ByteView(r.phi))
-                          .bind(16, ByteView(r.prev))
-                          .bind(17, ByteView(r.hash))
-                          .run());
+      RETURN_IF_ERROR(insertRecord(db, r));
       prev = r.hash;
+      // A checkpoint exactly every `checkpoint_every` records.
+      if (seq - (last ? last->seq : 0) >= options_.checkpoint_every) {
+        RETURN_IF_ERROR(signHead(db, last, seq, prev, micros(clock_.now())));
+        ASSIGN_OR_RETURN(last, lastCheckpoint(db));
+        ASSIGN_OR_RETURN(auto now_head, chainHead(db));  // signHead may have added an alert record
+        seq = now_head.first;
+        prev = now_head.second;
+      }
     }
     new_head = seq;
     const auto interval_us =
         std::chrono::duration_cast<std::chrono::microseconds>(options_.checkpoint_interval).count();
-    return checkpointIfDue(db, keys_, micros(clock_.now()), options_.checkpoint_every, interval_us, false, opened_us_);
+    return checkpointIfDue(db, false, interval_us);
   };
   Status s = work();
   if (s.ok()) s = db.exec("COMMIT");
@@ -239,7 +195,7 @@ Status AuditStore::search(const AuditFilter& f, const std::function<bool(const A
                         !f.outcome.empty() || !f.source.empty() || !f.patient_id.empty() || f.since || f.until;
   // With a filter, the position must not steer the plan ("+seq" keeps the
   // planner on the filter's index instead of a walk in rowid order).
-  std::string sql = std::string("SELECT ") + kColumns + " FROM record WHERE " +
+  std::string sql = std::string("SELECT ") + kRecordColumns + " FROM record WHERE " +
                     (f.after_seq <= 0 ? "1" : filtered ? "+seq > ?" : "seq > ?");
   std::vector<std::pair<std::string, std::string>> text;  // column, value
   if (!f.user.empty()) text.emplace_back("user", f.user);
@@ -272,13 +228,19 @@ Status AuditStore::search(const AuditFilter& f, const std::function<bool(const A
         return row.status();
       }
       if (!*row) break;
-      found.push_back({s.i64(0), {}});
-      auto e = openRecord(rowToRecord(s), keys_);
+      const StoredRecord r = rowToRecord(s);
+      auto e = openRecord(r, keys_);
       if (!e.ok()) {
-        s.reset();
-        return dataLoss("audit record " + std::to_string(found.back().seq) + ": " + e.status().message());
+        // Still reported (its clear fields), marked: one damaged record must
+        // not hide the rest of the trail or stop its export.
+        const std::string why = e.status().message();
+        StoredRecord clear = r;
+        clear.phi.clear();
+        e = openRecord(clear, keys_);
+        e->severity = "high";
+        e->detail += " [sealed patient data failed authentication: " + why + "]";
       }
-      found.back().event = std::move(e).value();
+      found.push_back({r.seq, std::move(e).value()});
     }
     s.reset();
   }
@@ -299,7 +261,7 @@ Status AuditStore::readAfter(int64_t seq, size_t max, const std::function<void(c
 
 StatusOr<int64_t> AuditStore::lastSeq() {
   std::lock_guard lock(read_mu_);
-  ASSIGN_OR_RETURN(auto h, head(*reader_db_));
+  ASSIGN_OR_RETURN(auto h, chainHead(*reader_db_));
   return h.first;
 }
 
@@ -307,7 +269,7 @@ StatusOr<Checkpoint> AuditStore::checkpoint() {
   std::lock_guard lock(read_mu_);
   Db& db = *reader_db_;
   RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
-  Status s = checkpointIfDue(db, keys_, micros(clock_.now()), 1, 0, true, opened_us_);
+  Status s = checkpointIfDue(db, true, 0);
   if (s.ok()) s = db.exec("COMMIT");
   if (!s.ok()) {
     (void)db.exec("ROLLBACK");
@@ -334,60 +296,6 @@ Status AuditStore::setCursor(const std::string& destination, int64_t seq) {
                                "INSERT INTO cursor(destination, seq) VALUES (?, ?) "
                                "ON CONFLICT(destination) DO UPDATE SET seq = excluded.seq"));
   return s.bind(1, std::string_view(destination)).bind(2, seq).run();
-}
-
-StatusOr<VerifyReport> verifyAuditStore(const std::string& path, const PublicKey& key,
-                                        const std::optional<Checkpoint>& exported) {
-  ASSIGN_OR_RETURN(auto db, Db::open(path, true, kAuditMigrations));
-  VerifyReport rep;
-  auto fail = [&](int64_t seq, std::string why) {
-    rep.ok = false;
-    rep.bad_seq = seq;
-    rep.problem = std::move(why);
-    return rep;
-  };
-  std::map<int64_t, Checkpoint> cps;
-  {
-    ASSIGN_OR_RETURN(Stmt s, db->prepare("SELECT seq, hash, time_us, signature FROM checkpoint ORDER BY seq"));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, s.step());
-      if (!row) break;
-      Checkpoint cp{s.i64(0), s.blob(1), s.i64(2), s.blob(3)};
-      if (!checkpointValid(cp, key)) return fail(cp.seq, "checkpoint signature does not verify");
-      cps.emplace(cp.seq, std::move(cp));
-    }
-    rep.checkpoints = static_cast<int64_t>(cps.size());
-  }
-  if (exported) {
-    if (!checkpointValid(*exported, key)) return fail(exported->seq, "the exported checkpoint's signature does not verify");
-    auto [it, fresh] = cps.emplace(exported->seq, *exported);
-    if (!fresh && it->second.hash != exported->hash)
-      return fail(exported->seq, "the store's checkpoint differs from the exported one");
-  }
-  ASSIGN_OR_RETURN(Stmt s, db->prepare(std::string("SELECT ") + kColumns + " FROM record ORDER BY seq"));
-  Bytes prev(32, 0);
-  int64_t expected = 1;
-  int64_t last_signed = 0;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.step());
-    if (!row) break;
-    const StoredRecord r = rowToRecord(s);
-    if (r.seq != expected) return fail(expected, "record missing (deleted, inserted or renumbered)");
-    if (r.prev != prev) return fail(r.seq, "record does not follow its predecessor (inserted, deleted or reordered)");
-    if (recordHash(r) != r.hash) return fail(r.seq, "record content altered");
-    if (auto it = cps.find(r.seq); it != cps.end()) {
-      if (it->second.hash != r.hash) return fail(r.seq, "record differs from its signed checkpoint");
-      last_signed = r.seq;
-    }
-    prev = r.hash;
-    ++expected;
-    ++rep.records;
-  }
-  if (!cps.empty() && cps.rbegin()->first > rep.records)
-    return fail(rep.records + 1, "trail truncated: a signed checkpoint names record " +
-                                     std::to_string(cps.rbegin()->first));
-  rep.unsigned_tail = rep.records - last_signed;
-  return rep;
 }
 
 }  // namespace bastion::audit

@@ -83,6 +83,13 @@ class AuditStore final : public AuditLog {
   void writerLoop();
   Status commitBatch(const std::vector<Pending*>& batch, int64_t& head);
   void checkpointQuietly(bool force, int64_t interval_us);
+  // Inside the caller's transaction: a checkpoint at the head if one is due
+  // (forced, or the interval passed since the last).
+  Status checkpointIfDue(index::Db& db, bool force, int64_t interval_us);
+  // Signs (seq, hash) after checking that the records since `last` are
+  // intact; if they are not, appends an alert record instead, once.
+  Status signHead(index::Db& db, const std::optional<Checkpoint>& last, int64_t seq, ByteView hash, int64_t now_us);
+  bool tail_alerted_ = false;  // writer connection only
 
   std::unique_ptr<index::Db> writer_db_;  // writer thread only (and cursor updates under mu_)
   std::unique_ptr<index::Db> reader_db_;  // guarded by read_mu_
@@ -111,10 +118,16 @@ struct VerifyReport {
   std::string problem;
 };
 
-// Proves the chain and every checkpoint signature of the store at `path`
-// with `key`; if `exported` is given (a checkpoint kept elsewhere), the store
-// must still hold that record with that hash (truncation, rewrite).
+// Proves the chain, every checkpoint signature and the chain of checkpoints
+// of the store at `path` with `key`: a checkpoint at least every `every`
+// records (the cadence each checkpoint states; `tail_every` for the records
+// after the last one). If `exported` is given (a checkpoint kept elsewhere),
+// the store must still hold that record with that hash (truncation, rewrite).
+// Opens the file read-only and never creates it; an empty trail fails.
+// With `mac_key` (derived from the KEK) every record's MAC is checked too,
+// which also covers the records after the last checkpoint.
 StatusOr<VerifyReport> verifyAuditStore(const std::string& path, const PublicKey& key,
-                                        const std::optional<Checkpoint>& exported);
+                                        const std::optional<Checkpoint>& exported, int64_t tail_every,
+                                        const AuditKeys* mac_key = nullptr);
 
 }  // namespace bastion::audit

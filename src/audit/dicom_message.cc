@@ -250,7 +250,7 @@ std::string dicomAuditXml(const AuditEntry& entry, const AuditSource& src) {
   }
   if (c.event_id.code == "110101") {
     x.open("ParticipantObjectIdentification",
-           {{"ParticipantObjectID", src.source_id + " audit trail"}, {"ParticipantObjectTypeCode", "2"},
+           {{"ParticipantObjectID", "urn:bastion:audit-trail:" + src.source_id}, {"ParticipantObjectTypeCode", "2"},
             {"ParticipantObjectTypeCodeRole", "13"}});
     x.code("ParticipantObjectIDTypeCode", Code{"12", "RFC-3881", "URI"});
     x.element("ParticipantObjectName", "Security Audit Log");

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <charconv>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -10,7 +11,7 @@
 namespace bastion::audit {
 namespace {
 
-constexpr std::string_view kCheckpointLabel = "bastion-audit-checkpoint-v1";
+constexpr std::string_view kCheckpointLabel = "bastion-audit-checkpoint-v2";
 
 std::string cut(const std::string& s, size_t max) {
   if (s.size() <= max) return s;
@@ -32,11 +33,13 @@ Bytes phiAd(int64_t seq) {
   return ad;
 }
 
-Bytes checkpointMessage(int64_t seq, ByteView hash, int64_t time_us) {
+Bytes checkpointMessage(const Checkpoint& cp) {
   Bytes m(kCheckpointLabel.begin(), kCheckpointLabel.end());
-  putU64(m, static_cast<uint64_t>(seq));
-  putField(m, hash);
-  putU64(m, static_cast<uint64_t>(time_us));
+  putU64(m, static_cast<uint64_t>(cp.seq));
+  putField(m, cp.hash);
+  putU64(m, static_cast<uint64_t>(cp.time_us));
+  putU64(m, static_cast<uint64_t>(cp.prev_seq));
+  putU64(m, static_cast<uint64_t>(cp.every));
   return m;
 }
 
@@ -47,6 +50,7 @@ AuditKeys AuditKeys::derive(const Keyring& keyring) {
   AuditKeys k;
   k.phi = keyring.derive("bastion-audit-phi-v1");
   k.token = keyring.derive("bastion-audit-patient-token-v1");
+  k.mac = keyring.derive("bastion-audit-record-mac-v1");
   const Key256 seed = keyring.derive("bastion-audit-ed25519-v1");
   crypto_sign_seed_keypair(k.sign_public.data(), k.sign_secret.data(), seed.data());
   return k;
@@ -88,7 +92,13 @@ StoredRecord sealRecord(const AuditEvent& e, int64_t seq, ByteView prev, const A
   }
   r.prev.assign(prev.begin(), prev.end());
   r.hash = recordHash(r);
+  r.mac = recordMac(r, keys);
   return r;
+}
+
+Bytes recordMac(const StoredRecord& r, const AuditKeys& keys) {
+  const auto m = crypto::hmacSha256(keys.mac, r.hash);
+  return Bytes(m.begin(), m.end());
 }
 
 StatusOr<AuditEvent> openRecord(const StoredRecord& r, const AuditKeys& keys) {
@@ -137,26 +147,32 @@ Bytes recordHash(const StoredRecord& r) {
   return Bytes(d.begin(), d.end());
 }
 
-Checkpoint signCheckpoint(int64_t seq, ByteView hash, int64_t time_us, const AuditKeys& keys) {
+Checkpoint signCheckpoint(int64_t seq, ByteView hash, int64_t time_us, int64_t prev_seq, int64_t every,
+                          const AuditKeys& keys) {
   Checkpoint cp;
   cp.seq = seq;
   cp.hash.assign(hash.begin(), hash.end());
   cp.time_us = time_us;
-  const Bytes m = checkpointMessage(seq, hash, time_us);
+  cp.prev_seq = prev_seq;
+  cp.every = every;
+  const Bytes m = checkpointMessage(cp);
   cp.signature.resize(crypto_sign_BYTES);
   crypto_sign_detached(cp.signature.data(), nullptr, m.data(), m.size(), keys.sign_secret.data());
   return cp;
 }
 
 bool checkpointValid(const Checkpoint& cp, const PublicKey& key) {
-  if (cp.signature.size() != crypto_sign_BYTES || cp.hash.size() != 32) return false;
-  const Bytes m = checkpointMessage(cp.seq, cp.hash, cp.time_us);
+  if (cp.signature.size() != crypto_sign_BYTES || cp.hash.size() != 32 || cp.seq < 1 || cp.prev_seq < 0 ||
+      cp.prev_seq >= cp.seq || cp.every < 1)
+    return false;
+  const Bytes m = checkpointMessage(cp);
   return crypto_sign_verify_detached(cp.signature.data(), m.data(), m.size(), key.data()) == 0;
 }
 
 std::string Checkpoint::toLine() const {
   return std::string(kCheckpointLabel) + " " + std::to_string(seq) + " " + toHex(hash) + " " +
-         std::to_string(time_us) + " " + toHex(signature);
+         std::to_string(time_us) + " " + std::to_string(prev_seq) + " " + std::to_string(every) + " " +
+         toHex(signature);
 }
 
 StatusOr<Checkpoint> Checkpoint::parse(std::string_view line) {
@@ -169,17 +185,13 @@ StatusOr<Checkpoint> Checkpoint::parse(std::string_view line) {
     start = sp + 1;
   }
   Checkpoint cp;
-  if (parts.size() != 5 || parts[0] != kCheckpointLabel || !fromHex(parts[2], cp.hash) ||
-      !fromHex(parts[4], cp.signature))
+  if (parts.size() != 7 || parts[0] != kCheckpointLabel || !fromHex(parts[2], cp.hash) ||
+      !fromHex(parts[6], cp.signature))
     return invalidArgument("not a Bastion audit checkpoint line");
-  try {
-    size_t used = 0;
-    cp.seq = std::stoll(parts[1], &used);
-    if (used != parts[1].size()) return invalidArgument("bad checkpoint position");
-    cp.time_us = std::stoll(parts[3], &used);
-    if (used != parts[3].size()) return invalidArgument("bad checkpoint time");
-  } catch (const std::exception&) {
-    return invalidArgument("bad checkpoint numbers");
+  for (auto [text, out] : {std::pair{&parts[1], &cp.seq}, {&parts[3], &cp.time_us}, {&parts[4], &cp.prev_seq},
+                           {&parts[5], &cp.every}}) {
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), *out);
+    if (ec != std::errc() || end != text->data() + text->size()) return invalidArgument("bad checkpoint number");
   }
   return cp;
 }

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -52,8 +53,8 @@ std::string syslogMessage(const AuditEntry& entry, const AuditSource& source) {
   for (const std::string& part :
        {std::string("<") + std::to_string(10 * 8 + severity) + ">1 ", formatUtc(entry.event.time),
         std::string(" "), headerToken(source.hostname, 255), std::string(" bastion "), std::to_string(::getpid()),
-        std::string(" IHE+RFC-3881 [meta sequenceId=\""), std::to_string(entry.seq % 2147483647),
-        std::string("\"] "), dicomAuditXml(entry, source)})
+        std::string(" IHE+RFC-3881 [meta sequenceId=\""), std::to_string((entry.seq - 1) % 2147483647 + 1),
+        std::string("\"] \xEF\xBB\xBF"), dicomAuditXml(entry, source)})
     m.append(part);
   return m;
 }
@@ -135,9 +136,8 @@ struct SyslogForwarder::Connection {
         if (n > 0) continue;
         const int err = SSL_get_error(ssl, n);
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
-          return (p.revents & (POLLRDHUP | POLLHUP)) ? State::kClosedCleanly : State::kOpen;
-        if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && !socketError()))
-          return State::kClosedCleanly;
+          return (p.revents & (POLLRDHUP | POLLHUP)) ? State::kBroken : State::kOpen;  // EOF without close_notify
+        if (err == SSL_ERROR_ZERO_RETURN) return State::kClosedCleanly;  // close_notify, nothing less
         return State::kBroken;
       }
     }
@@ -216,6 +216,10 @@ void SyslogForwarder::stop(std::chrono::milliseconds drain) {
 }
 
 void SyslogForwarder::run() {
+  // Export runs behind the requests: when the cores are saturated the
+  // archive answers first and the records wait, durable, in the store (the
+  // backlog alert says when that lasts).
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   using steady = std::chrono::steady_clock;
   std::unique_ptr<Connection> conn;
   int64_t sent = confirmed_;
@@ -241,6 +245,7 @@ void SyslogForwarder::run() {
     persisted_at = steady::now();
   };
   auto drop = [&] {
+    next_attempt = steady::now() + timing_.retry;  // no reconnect storm against a collector that hangs up
     conn.reset();
     in_flight.clear();
     sent = confirmed_;  // everything unconfirmed goes again
@@ -274,7 +279,6 @@ void SyslogForwarder::run() {
       auto c = Connection::open(collector_);
       if (c.ok()) {
         conn = std::move(c).value();
-        outage_recorded = false;
       } else {
         next_attempt = now + timing_.retry;
         if (!outage_recorded) {
@@ -310,6 +314,7 @@ void SyslogForwarder::run() {
       }
       if (confirm > confirmed_) {
         confirmed_ = confirm;
+        outage_recorded = false;  // the outage is over once a delivery is confirmed
       }
     }
     const int64_t backlog = last - confirmed_;

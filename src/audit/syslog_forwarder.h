@@ -14,7 +14,8 @@
 // [meta sequenceId] so a collector can drop a repeat.
 // An outage or a refused certificate loses nothing; when the backlog passes
 // `alert_backlog` a security alert is appended to the trail (once per
-// crossing), and a connection failure is recorded once per outage.
+// crossing), and a connection failure is recorded once per outage. The
+// sending thread runs at a lower CPU priority (nice 10) than the requests.
 #pragma once
 
 #include <atomic>
@@ -75,7 +76,8 @@ class SyslogForwarder {
 
 // One RFC 5424 message (no framing): PRI (facility 10, severity 5 on success,
 // 4 otherwise), version 1, timestamp, host, "bastion", pid, MSGID
-// "IHE+RFC-3881", [meta sequenceId], then the XML.
+// "IHE+RFC-3881", [meta sequenceId] (the record's position, 1..2^31-1), then
+// the XML after a UTF-8 BOM (RFC 5424 6.4).
 std::string syslogMessage(const AuditEntry& entry, const AuditSource& source);
 
 }  // namespace bastion::audit

@@ -96,8 +96,18 @@ audit::AuditSource sourceOf(const server::Config& c) {
   return {c.ae_title, c.audit_site, host};
 }
 
-int verify(Trail& a, const Options& o) {
-  audit::PublicKey key = a.audit->keys().sign_public;
+// Verification reads the store read-only and needs only the public key.
+// Without --public-key the archive's key is derived from the KEK, and the
+// verification is recorded in the trail afterwards (with --public-key, e.g.
+// an auditor's copy on another machine, nothing is written).
+int verify(const Options& o) {
+  auto cfg = server::loadConfig(o.config);
+  if (!cfg.ok()) {
+    std::cerr << "audit verify: " << cfg.status().toString() << "\n";
+    return 2;
+  }
+  audit::PublicKey key{};
+  std::optional<audit::AuditKeys> keys;
   if (!o.public_key.empty()) {
     Bytes k;
     if (!fromHex(o.public_key, k) || k.size() != key.size()) {
@@ -105,6 +115,14 @@ int verify(Trail& a, const Options& o) {
       return 2;
     }
     std::copy(k.begin(), k.end(), key.begin());
+  } else {
+    auto ring = loadFileKeyring(cfg->key_file, Random::system());
+    if (!ring.ok()) {
+      std::cerr << "audit verify: " << ring.status().toString() << "\n";
+      return 2;
+    }
+    keys = audit::AuditKeys::derive(**ring);
+    key = keys->sign_public;
   }
   std::optional<audit::Checkpoint> exported;
   if (!o.checkpoint_file.empty()) {
@@ -119,22 +137,28 @@ int verify(Trail& a, const Options& o) {
     }
     exported = *cp;
   }
-  auto r = audit::verifyAuditStore(a.config.auditPath(), key, exported);
+  auto r = audit::verifyAuditStore(cfg->auditPath(), key, exported, cfg->audit_checkpoint_every,
+                                   keys ? &*keys : nullptr);
   if (!r.ok()) {
     std::cerr << "audit verify: " << r.status().toString() << "\n";
     return 2;
   }
-  audit::AuditFilter none;
+  std::string outcome;
   if (!r->ok) {
+    outcome = "failed at record " + std::to_string(r->bad_seq) + ": " + r->problem;
     std::cout << "audit verify: FAILED at record " << r->bad_seq << ": " << r->problem << "\n";
-    auditRead(a, "verify: failed at record " + std::to_string(r->bad_seq) + ": " + r->problem, none, 0);
-    return 1;
+  } else {
+    outcome = "ok, " + std::to_string(r->records) + " records";
+    std::cout << "audit verify: OK, " << r->records << " record(s), " << r->checkpoints << " signed checkpoint(s), "
+              << r->unsigned_tail << " record(s) after the last checkpoint"
+              << (exported ? ", exported checkpoint at " + std::to_string(exported->seq) + " matches" : "") << "\n";
   }
-  std::cout << "audit verify: OK, " << r->records << " record(s), " << r->checkpoints << " signed checkpoint(s), "
-            << r->unsigned_tail << " record(s) after the last checkpoint"
-            << (exported ? ", exported checkpoint at " + std::to_string(exported->seq) + " matches" : "") << "\n";
-  auditRead(a, "verify: ok", none, static_cast<size_t>(r->records));
-  return 0;
+  if (o.public_key.empty()) {
+    auto trail = openTrail(o.config);
+    if (trail.ok()) auditRead(*trail, "verify: " + outcome, {}, static_cast<size_t>(r->records));
+    else std::cerr << "audit verify: cannot record this verification: " << trail.status().toString() << "\n";
+  }
+  return r->ok ? 0 : 1;
 }
 
 int search(Trail& a, const Options& o, bool exporting) {
@@ -187,13 +211,13 @@ int search(Trail& a, const Options& o, bool exporting) {
 }
 
 int run(const std::string& name, const Options& o) {
+  if (name == "verify") return verify(o);
   auto trail = openTrail(o.config);
   if (!trail.ok()) {
     std::cerr << "audit: " << trail.status().toString() << "\n";
     return 2;
   }
   Trail& a = *trail;
-  if (name == "verify") return verify(a, o);
   if (name == "search") return search(a, o, false);
   if (name == "export") return search(a, o, true);
   if (name == "public-key") {

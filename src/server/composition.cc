@@ -18,6 +18,14 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
   ASSIGN_OR_RETURN(a->audit, audit::AuditStore::open(config.auditPath(), *a->keyring, random, Clock::system(),
                                                      {config.audit_checkpoint_every,
                                                       std::chrono::seconds(config.audit_checkpoint_interval_s)}));
+  // A trail that vanished (deleted, replaced by an empty one) is not started
+  // anew: the index remembers that this archive has one.
+  ASSIGN_OR_RETURN(int64_t audit_head, a->audit->lastSeq());
+  ASSIGN_OR_RETURN(auto trail_known, a->index->meta("audit_trail"));
+  if (trail_known && audit_head == 0)
+    return dataLoss("the audit trail " + config.auditPath() + " is missing or empty although this archive has had one (" +
+                    *trail_known + "): restore it; Bastion does not start a new trail over it");
+  if (!trail_known) RETURN_IF_ERROR(a->index->setMeta("audit_trail", "since " + formatUtc(Clock::system().now())));
   ASSIGN_OR_RETURN(a->auth,
                    AuthService::open(config.indexPath(), *a->keyring, random, Clock::system(), *a->audit, config.auth));
   ArchiveDeps deps{*a->blobs,       *a->index,          *a->audit, Clock::system(), a->auth->policy(),

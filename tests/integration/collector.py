@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import run
 
 HEADER = re.compile(r'^<(8[45])>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(?:Z|[+-]\d\d:\d\d)) (\S+) bastion (\d+) '
-                    r'IHE\+RFC-3881 \[meta sequenceId="(\d+)"\] (<AuditMessage>.*</AuditMessage>)$')
+                    r'IHE\+RFC-3881 \[meta sequenceId="(\d+)"\] \ufeff(<AuditMessage>.*</AuditMessage>)$')
 
 
 def _ca(d, name):

@@ -53,8 +53,10 @@ class AuditStoreTest : public ::testing::Test {
     ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
     sqlite3_close(db);
   }
-  VerifyReport verify(const std::optional<Checkpoint>& exported = std::nullopt) {
-    auto r = verifyAuditStore(path(), AuditKeys::derive(*keyring_).sign_public, exported);
+  // As an auditor with the public key only, or (with_mac) as the archive.
+  VerifyReport verify(const std::optional<Checkpoint>& exported = std::nullopt, bool with_mac = false) {
+    const AuditKeys keys = AuditKeys::derive(*keyring_);
+    auto r = verifyAuditStore(path(), keys.sign_public, exported, 10, with_mac ? &keys : nullptr);
     EXPECT_TRUE(r.ok()) << r.status().toString();
     return r.ok() ? *r : VerifyReport{};
   }
@@ -168,7 +170,8 @@ TEST_F(AuditStoreTest, CheckpointLinesRoundTripAndForgeriesFail) {
   Checkpoint forged = *back;
   forged.seq = 2;
   EXPECT_FALSE(checkpointValid(forged, store_->keys().sign_public));
-  EXPECT_FALSE(Checkpoint::parse("bastion-audit-checkpoint-v1 1 zz 3 44").ok());
+  EXPECT_FALSE(Checkpoint::parse("bastion-audit-checkpoint-v2 1 zz 3 0 10 44").ok());
+  EXPECT_FALSE(Checkpoint::parse(cp->toLine() + " 1").ok());
 }
 
 TEST_F(AuditStoreTest, AnUntouchedStoreVerifies) {
@@ -211,7 +214,7 @@ TEST_F(AuditStoreTest, AnInsertedRecordFailsAtItsPosition) {
   tamper(
       "UPDATE record SET seq = -seq WHERE seq > 14; UPDATE record SET seq = -seq + 1 WHERE seq < 0;"
       "INSERT INTO record SELECT 15, time_us, action, outcome, severity, actor, user, source, cert, study, rule, "
-      "detail, count, patient_token, phi, prev, hash FROM record WHERE seq = 3;");
+      "detail, count, patient_token, phi, prev, hash, mac FROM record WHERE seq = 3;");
   const VerifyReport r = verify();
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.bad_seq, 15);
@@ -285,9 +288,104 @@ TEST_F(AuditStoreTest, AChainRewrittenWithoutTheSigningKeyFailsAtTheCheckpoint) 
     prev = r.hash;
   }
   sqlite3_close(db);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_seq, 10);  // with the public key: the first signed checkpoint no longer matches
+  r = verify(std::nullopt, /*with_mac=*/true);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_seq, 1);  // with the archive's key: no record carries a valid MAC
+}
+
+TEST_F(AuditStoreTest, DeletingOneCheckpointBreaksTheirChain) {
+  fill(25);
+  tamper("DELETE FROM checkpoint WHERE seq = 10");
   const VerifyReport r = verify();
   EXPECT_FALSE(r.ok);
-  EXPECT_EQ(r.bad_seq, 10);  // the first signed checkpoint no longer matches
+  EXPECT_EQ(r.bad_seq, 1);
+}
+
+TEST_F(AuditStoreTest, DeletingEveryCheckpointFailsTheCadence) {
+  fill(25);
+  tamper("DELETE FROM checkpoint");
+  const VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_seq, 1);
+}
+
+TEST_F(AuditStoreTest, ATailRewrittenWithoutTheKeyIsNeverSigned) {
+  fill(14);  // checkpoint at 10; 11-14 unsigned while the store is open
+  // An attacker rewrites 11-14 into a consistent SHA-256 chain of their own.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  Key256 other{};
+  other[0] = 1;
+  auto attacker_ring = makeKeyring(other, random_);
+  const AuditKeys attacker = AuditKeys::derive(*attacker_ring);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "SELECT hash FROM record WHERE seq = 10", -1, &st, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  Bytes prev(static_cast<const uint8_t*>(sqlite3_column_blob(st, 0)),
+             static_cast<const uint8_t*>(sqlite3_column_blob(st, 0)) + 32);
+  sqlite3_finalize(st);
+  for (int seq = 11; seq <= 14; ++seq) {
+    AuditEvent e = event(seq);
+    e.outcome = "denied";
+    const StoredRecord r = sealRecord(e, seq, prev, attacker, random_);
+    sqlite3_prepare_v2(db, "UPDATE record SET outcome = ?, prev = ?, hash = ?, mac = ?, phi = NULL, "
+                           "patient_token = NULL, time_us = ?, detail = '' WHERE seq = ?", -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, r.outcome.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 2, r.prev.data(), 32, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 3, r.hash.data(), 32, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 4, r.mac.data(), 32, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 5, r.time_us);
+    sqlite3_bind_int(st, 6, seq);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    prev = r.hash;
+  }
+  sqlite3_close(db);
+  // The archive refuses to sign it and records why; appends go on, unsigned.
+  auto cp = store_->checkpoint();
+  ASSERT_TRUE(cp.ok());
+  EXPECT_EQ(cp->seq, 10);
+  AuditFilter alerts;
+  alerts.action = "audit-integrity";
+  size_t n = 0;
+  ASSERT_TRUE(store_->search(alerts, [&](const AuditEntry& x) { return ++n, x.event.severity == "high"; }).ok());
+  EXPECT_EQ(n, 1u);
+  ASSERT_TRUE(store_->append(event(99)).ok());
+  store_.reset();
+  const VerifyReport r = verify(std::nullopt, /*with_mac=*/true);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.bad_seq, 11);
+}
+
+TEST_F(AuditStoreTest, ATriggerThatCouldHideRecordsIsRefused) {
+  fill(3);
+  tamper("CREATE TRIGGER hide BEFORE INSERT ON record WHEN NEW.source = '10.6.6.6' BEGIN SELECT RAISE(IGNORE); END");
+  auto again = AuditStore::open(path(), *keyring_, random_, clock_, {10, std::chrono::seconds(3600)});
+  EXPECT_FALSE(again.ok());
+  const VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+}
+
+TEST_F(AuditStoreTest, AnEmptyOrMissingTrailDoesNotVerify) {
+  store_.reset();
+  EXPECT_FALSE(verify().ok);
+  EXPECT_FALSE(verifyAuditStore(dir_.path() + "/none.sqlite", AuditKeys::derive(*keyring_).sign_public,
+                                std::nullopt, 10).ok());
+}
+
+TEST_F(AuditStoreTest, ARecordWhosePhiNoLongerOpensIsReportedMarkedNotHidden) {
+  fill(6);
+  tamper("UPDATE record SET phi = zeroblob(60) WHERE seq = 2");
+  open({10, std::chrono::seconds(3600)});
+  std::vector<AuditEntry> got;
+  ASSERT_TRUE(store_->search({}, [&](const AuditEntry& x) { return got.push_back(x), true; }).ok());
+  ASSERT_EQ(got.size(), 6u);
+  EXPECT_EQ(got[1].event.severity, "high");
+  EXPECT_NE(got[1].event.detail.find("failed authentication"), std::string::npos);
+  EXPECT_EQ(got[2].event.patient_id, "PID3");
 }
 
 TEST(AuditMessage, HostileValuesStayInsideOneWellFormedRecord) {
@@ -309,7 +407,11 @@ TEST(AuditMessage, HostileValuesStayInsideOneWellFormedRecord) {
   const std::string line = syslogMessage(entry, AuditSource{"BASTION", "", "host"});
   EXPECT_EQ(line.rfind("<85>1 ", 0), 0u);
   EXPECT_NE(line.find(" bastion "), std::string::npos);
-  EXPECT_NE(line.find(" IHE+RFC-3881 [meta sequenceId=\"7\"] <AuditMessage>"), std::string::npos);
+  EXPECT_NE(line.find(" IHE+RFC-3881 [meta sequenceId=\"7\"] \xEF\xBB\xBF<AuditMessage>"), std::string::npos);
+  entry.seq = 2147483647;  // sequenceId is 1..2^31-1 (RFC 5424 7.3.1): never 0
+  EXPECT_NE(syslogMessage(entry, AuditSource{}).find("sequenceId=\"2147483647\""), std::string::npos);
+  entry.seq = 2147483648;
+  EXPECT_NE(syslogMessage(entry, AuditSource{}).find("sequenceId=\"1\""), std::string::npos);
 }
 
 TEST(AuditMessage, EventsMapToTheirDicomEventIds) {

@@ -606,6 +606,25 @@ StatusOr<int64_t> SqliteIndex::studyReceived(const std::string& study_uid) {
   return v;
 }
 
+StatusOr<std::optional<std::string>> SqliteIndex::meta(const std::string& name) {
+  std::lock_guard lock(read_mu_);
+  ASSIGN_OR_RETURN(Stmt st, reader_->prepare("SELECT value FROM archive_meta WHERE name = ?"));
+  st.bind(1, name);
+  ASSIGN_OR_RETURN(bool row, st.step());
+  std::optional<std::string> v;
+  if (row) v = st.text(0);
+  st.reset();
+  return v;
+}
+
+Status SqliteIndex::setMeta(const std::string& name, const std::string& value) {
+  return withWriter([&]() -> Status {
+    ASSIGN_OR_RETURN(Stmt st, writer_->prepare("INSERT INTO archive_meta(name, value) VALUES (?, ?) "
+                                               "ON CONFLICT(name) DO UPDATE SET value = excluded.value"));
+    return st.bind(1, name).bind(2, value).run();
+  });
+}
+
 StatusOr<Index::PatientRef> SqliteIndex::patientOfStudy(const std::string& study_uid) {
   std::lock_guard lock(read_mu_);
   ASSIGN_OR_RETURN(Stmt st, reader_->prepare(

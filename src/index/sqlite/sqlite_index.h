@@ -27,6 +27,9 @@ class SqliteIndex final : public Index, public NodeRegistry {
   Status forEachInstance(const std::function<void(const InstanceLocation&)>& fn) override;
   StatusOr<uint64_t> instanceCount() override;
   StatusOr<int64_t> studyReceived(const std::string& study_uid) override;
+  // Facts about the archive (table archive_meta): a value, or nullopt.
+  StatusOr<std::optional<std::string>> meta(const std::string& name);
+  Status setMeta(const std::string& name, const std::string& value);
   StatusOr<PatientRef> patientOfStudy(const std::string& study_uid) override;
   StatusOr<std::vector<InstanceLocation>> deleteStudy(const std::string& study_uid) override;
 

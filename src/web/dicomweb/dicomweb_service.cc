@@ -283,19 +283,26 @@ Response DicomWebService::logout(Request& req) {
 // search itself is recorded, its patient sealed like any other.
 Response DicomWebService::auditSearch(Request& req, const CallContext& ctx) {
   AuditEvent e = auditEventFor(ctx, clock_, "audit-read");
-  const Decision d = auth_.policy().decide(ctx.principal, Action::kReadAudit, {}, clock_.now());
+  Decision d = auth_.policy().decide(ctx.principal, Action::kReadAudit, {}, clock_.now());
+  // The trail names patients: someone restricted to de-identified data
+  // does not read it, whatever else they hold.
+  if (d.allowed && (ctx.principal.permissions & kPermDeidentified)) d = {false, "deny:deidentified-only:read_audit", {}};
   e.rule = d.rule;
-  if (!d.allowed) {
-    e.outcome = "denied";
+  e.detail = "search via HTTPS";  // then the filters; the patient ID goes sealed into patient_id
+  auto refuse = [&](int status, const std::string& outcome, const std::string& why) {
+    e.outcome = outcome;
+    e.detail += " (" + why + ")";
     (void)audit_.append(e);
-    return error(403, "forbidden");
-  }
+    return error(status, why);
+  };
+  if (!d.allowed) return refuse(403, "denied", "forbidden");
   auto params = parseQueryString(req.query);
-  if (!params.ok()) return error(400, params.status().message());
+  if (!params.ok()) return refuse(400, "failure", params.status().message());
   audit::AuditFilter f;
   f.limit = 1000;
   for (const auto& [k, v] : *params) {
-    if (k == "patient_id") f.patient_id = v;
+    if (k != "patient_id") e.detail += " " + k.substr(0, 32) + "=" + v.substr(0, 128);
+    if (k == "patient_id") f.patient_id = e.patient_id = v;
     else if (k == "user") f.user = v;
     else if (k == "node") f.actor = v;
     else if (k == "study") f.study = v;
@@ -304,16 +311,16 @@ Response DicomWebService::auditSearch(Request& req, const CallContext& ctx) {
     else if (k == "source") f.source = v;
     else if (k == "since" || k == "until") {
       auto t = parseIsoTime(v);
-      if (!t) return error(400, "bad time in " + k);
+      if (!t) return refuse(400, "failure", "bad time in " + k);
       (k == "since" ? f.since : f.until) = *t;
     } else if (k == "after" || k == "limit") {
       int64_t n = 0;
       const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-      if (ec != std::errc() || end != v.data() + v.size() || n < 0) return error(400, "bad number in " + k);
+      if (ec != std::errc() || end != v.data() + v.size() || n < 0) return refuse(400, "failure", "bad number in " + k);
       if (k == "after") f.after_seq = n;
-      else f.limit = static_cast<size_t>(std::clamp<int64_t>(n, 1, 10000));
+      else f.limit = static_cast<size_t>(std::clamp<int64_t>(n, 1, 1000));
     } else {
-      return error(400, "unknown parameter " + k);
+      return refuse(400, "failure", "unknown parameter " + k);
     }
   }
   nlohmann::json out = nlohmann::json::array();
@@ -323,7 +330,6 @@ Response DicomWebService::auditSearch(Request& req, const CallContext& ctx) {
   });
   e.patient_id = f.patient_id;
   e.instance_count = static_cast<uint32_t>(out.size());
-  e.detail = "search via HTTPS";
   e.outcome = s.ok() ? "success" : "failure";
   if (!s.ok()) e.detail += ": " + s.toString();
   if (!audit_.append(e).ok()) return error(503, "the audit trail cannot record this read");
