@@ -106,21 +106,5 @@ echo "syslog export: $emitted records emitted, $received messages received ($dis
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 echo "CPU seconds over the run: bastion local $(cpu "${PIDS[local]}"), bastion syslog $(cpu "${PIDS[syslog]}"),"\
      "rsyslogd (the collector, on the same cores) $(cpu "$RSYSLOG_PID")"
-/usr/bin/python3 - "${RESULTS[local]}" "${RESULTS[syslog]}" <<'PY'
-import json, statistics, sys
-def medians(path):
-    vals = {}
-    for line in open(path):
-        r = json.loads(line)
-        for k, v in r.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("run", "seed"):
-                name = (r.get("name") or "?").split(".", 1)[-1]
-                vals.setdefault((name, k), []).append(v)
-    return {k: statistics.median(v) for k, v in vals.items()}
-a, b = medians(sys.argv[1]), medians(sys.argv[2])
-print("%-52s %12s %12s %8s" % ("metric", "local", "syslog", "s/l"))
-keep = ("inst_per_s", "req_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_item", "server_cpu_ms_per_req", "wall_s")
-for k in sorted(set(a) & set(b)):
-    if a[k] and k[1] in keep:
-        print("%-52s %12.4g %12.4g %8.3f" % ("/".join(map(str, k)), a[k], b[k], b[k] / a[k]))
-PY
+/usr/bin/python3 "$ROOT/bench/lib/compare_medians.py" "${RESULTS[local]}" "${RESULTS[syslog]}" local syslog \
+  inst_per_s,req_per_s,p50_ms,p99_ms,server_cpu_ms_per_item,server_cpu_ms_per_req,wall_s

@@ -59,21 +59,5 @@ done
 for r in $(seq 1 "$ROUNDS"); do
   for t in single hospital; do run "$t" find 1; done
 done
-/usr/bin/python3 - "${RESULTS[single]}" "${RESULTS[hospital]}" <<'PY'
-import json, statistics, sys
-def medians(path):
-    vals = {}
-    for line in open(path):
-        r = json.loads(line)
-        for k, v in r.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("run", "seed"):
-                name = (r.get("name") or "?").split(".", 1)[-1]  # drop the label (single./hospital.)
-                vals.setdefault((name, k), []).append(v)
-    return {k: statistics.median(v) for k, v in vals.items()}
-a, b = medians(sys.argv[1]), medians(sys.argv[2])
-print("%-48s %14s %14s %8s" % ("metric", "single", "hospital", "h/s"))
-keep = ("inst_per_s", "wall_s", "server_cpu_ms_per_item", "p50_ms", "median_ms", "mean_ms", "p95_ms")
-for k in sorted(set(a) & set(b)):
-    if a[k] and k[1] in keep:
-        print("%-48s %14.4g %14.4g %8.3f" % ("/".join(map(str, k)), a[k], b[k], b[k] / a[k]))
-PY
+/usr/bin/python3 "$ROOT/bench/lib/compare_medians.py" "${RESULTS[single]}" "${RESULTS[hospital]}" single hospital \
+  inst_per_s,wall_s,server_cpu_ms_per_item,p50_ms,median_ms,mean_ms,p95_ms

@@ -9,7 +9,6 @@
 namespace bastion::cli {
 
 std::string readSecret(const std::string& prompt);  // cmd_user.cc
-std::string operatorName();                        // cmd_user.cc
 
 namespace {
 

@@ -1,6 +1,5 @@
 // bastion audit: verify, search and export the audit trail; print its
 // checkpoint and public key. Every read of the trail is itself audited.
-#include <pwd.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -44,11 +43,6 @@ StatusOr<Trail> openTrail(const std::string& config_path) {
   return t;
 }
 
-std::string whoAmI() {
-  const passwd* pw = ::getpwuid(::getuid());
-  return pw ? std::string(pw->pw_name) : "uid " + std::to_string(::getuid());
-}
-
 StatusOr<std::chrono::system_clock::time_point> parseTime(const std::string& s) {
   auto t = parseIsoTime(s);
   if (!t) return invalidArgument("bad time '" + s + "' (want 2026-11-25, 2026-11-25T10:00:00Z or +hh:mm)");
@@ -58,7 +52,7 @@ StatusOr<std::chrono::system_clock::time_point> parseTime(const std::string& s) 
 void auditRead(Trail& a, const std::string& what, const audit::AuditFilter& f, size_t count) {
   AuditEvent e = systemEvent(Clock::system().now(), "bastion-cli", "audit-read", "success", what,
                              static_cast<uint32_t>(count));
-  e.user = whoAmI();
+  e.user = operatorName();
   e.source_address = "local";
   e.patient_id = f.patient_id;  // sealed like every patient ID in the trail
   std::string filter;

@@ -1,8 +1,5 @@
 // bastion node add|list|remove, and bastion node issue-cert for sites that
 // use Bastion's private CA for their modalities' client certificates.
-#include <pwd.h>
-#include <unistd.h>
-
 #include <iostream>
 
 #include "cli/commands.h"
@@ -33,10 +30,9 @@ int withIndex(const NodeOptions& o, Fn fn) {
 
 // A registry change (110113 Network Configuration in exported messages).
 Status auditChange(AuditLog& audit, const std::string& action, const Status& s, const std::string& detail) {
-  const passwd* pw = ::getpwuid(::getuid());
   AuditEvent e = systemEvent(Clock::system().now(), "bastion-cli", action, s.ok() ? "success" : "failure",
                              s.ok() ? detail : detail + ": " + s.toString());
-  e.user = pw ? pw->pw_name : "uid " + std::to_string(::getuid());
+  e.user = operatorName();
   e.source_address = "local";
   return audit.append(e);
 }

@@ -29,8 +29,6 @@ int fail(const char* what, const Status& s) {
 
 }  // namespace
 
-// The operating-system user running the command, for the audit record (from
-// the real uid, not from the environment, which the caller controls).
 std::string operatorName() {
   const passwd* pw = ::getpwuid(::getuid());
   return std::string("os:") + (pw && pw->pw_name ? pw->pw_name : std::to_string(::getuid()));

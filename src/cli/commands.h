@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 
 namespace bastion::cli {
 
@@ -16,5 +17,9 @@ void addImport(CLI::App& app, Action& action);
 void addUser(CLI::App& app, Action& action);    // user, token, role
 void addAccess(CLI::App& app, Action& action);  // grant, break-glass
 void addAudit(CLI::App& app, Action& action);
+
+// The operating-system user running the command ("os:<name>"), for audit
+// records: from the real uid, not the environment (cmd_user.cc).
+std::string operatorName();
 
 }  // namespace bastion::cli
