@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <vector>
 
@@ -163,14 +164,14 @@ Fixture& fixture() {
   return f;
 }
 
-void BM_SearchOnePatientLast90Days(benchmark::State& state) {
+// Times store->search() with the filter `make(i)` gives for iteration i;
+// reports the last iteration's number of hits.
+void runSearches(benchmark::State& state, const std::function<AuditFilter(uint64_t)>& make) {
   auto& f = fixture();
   uint64_t i = 0;
   size_t hits = 0;
   for (auto _ : state) {
-    AuditFilter q;
-    q.patient_id = "PID" + std::to_string((i++ * 7919) % kPatients);
-    q.since = kStart + kSpan - std::chrono::hours(24 * 90);
+    AuditFilter q = make(i++);
     q.limit = 100000;
     hits = 0;
     (void)f.store->search(q, [&](const AuditEntry&) { return ++hits, true; });
@@ -178,35 +179,33 @@ void BM_SearchOnePatientLast90Days(benchmark::State& state) {
   state.counters["hits"] = static_cast<double>(hits);
   state.counters["events"] = static_cast<double>(kEvents);
 }
+
+void BM_SearchOnePatientLast90Days(benchmark::State& state) {
+  runSearches(state, [](uint64_t i) {
+    AuditFilter q;
+    q.patient_id = "PID" + std::to_string((i * 7919) % kPatients);
+    q.since = kStart + kSpan - std::chrono::hours(24 * 90);
+    return q;
+  });
+}
 BENCHMARK(BM_SearchOnePatientLast90Days)->Unit(benchmark::kMillisecond);
 
 void BM_SearchOnePatientAllTime(benchmark::State& state) {
-  auto& f = fixture();
-  uint64_t i = 0;
-  size_t hits = 0;
-  for (auto _ : state) {
+  runSearches(state, [](uint64_t i) {
     AuditFilter q;
-    q.patient_id = "PID" + std::to_string((i++ * 104729) % kPatients);
-    q.limit = 100000;
-    hits = 0;
-    (void)f.store->search(q, [&](const AuditEntry&) { return ++hits, true; });
-  }
-  state.counters["hits"] = static_cast<double>(hits);
+    q.patient_id = "PID" + std::to_string((i * 104729) % kPatients);
+    return q;
+  });
 }
 BENCHMARK(BM_SearchOnePatientAllTime)->Unit(benchmark::kMillisecond);
 
 void BM_SearchOneUserOneDay(benchmark::State& state) {
-  auto& f = fixture();
-  size_t hits = 0;
-  for (auto _ : state) {
+  runSearches(state, [](uint64_t) {
     AuditFilter q;
     q.user = "user17";
     q.since = kStart + kSpan - std::chrono::hours(24);
-    q.limit = 100000;
-    hits = 0;
-    (void)f.store->search(q, [&](const AuditEntry&) { return ++hits, true; });
-  }
-  state.counters["hits"] = static_cast<double>(hits);
+    return q;
+  });
 }
 BENCHMARK(BM_SearchOneUserOneDay)->Unit(benchmark::kMillisecond);
 

@@ -12,10 +12,6 @@ namespace {
 using index::Db;
 using index::Stmt;
 
-int64_t micros(std::chrono::system_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-}
-
 // True if records (from.seq, to_seq] follow `from` (or the chain's start)
 // unaltered, each with the archive's MAC, and end at (to_seq, to_hash): what
 // a checkpoint is about to sign.
@@ -57,7 +53,7 @@ AuditStore::AuditStore(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, c
       random_(random),
       clock_(clock),
       options_(options),
-      opened_us_(micros(clock.now())) {
+      opened_us_(toMicros(clock.now())) {
   writer_ = std::thread([this] { writerLoop(); });
 }
 
@@ -86,7 +82,6 @@ void AuditStore::onCommit(std::function<void(int64_t)> fn) {
 }
 
 void AuditStore::writerLoop() {
-  const auto interval_us = std::chrono::duration_cast<std::chrono::microseconds>(options_.checkpoint_interval).count();
   for (;;) {
     std::vector<Pending*> batch;
     bool stop = false;
@@ -116,28 +111,28 @@ void AuditStore::writerLoop() {
       }
     } else {
       // Quiet: a checkpoint if records are waiting for one past the interval.
-      checkpointQuietly(false, interval_us);
+      checkpointQuietly(false);
     }
     if (stop) break;
   }
-  checkpointQuietly(true, interval_us);  // the store closes on a signed head
+  checkpointQuietly(true);  // the store closes on a signed head
 }
 
-void AuditStore::checkpointQuietly(bool force, int64_t interval_us) {
+void AuditStore::checkpointQuietly(bool force) {
   Db& db = *writer_db_;
   if (!db.exec("BEGIN IMMEDIATE").ok()) return;
-  const Status s = checkpointIfDue(db, force, interval_us);
+  const Status s = checkpointIfDue(db, force);
   (void)db.exec(s.ok() ? "COMMIT" : "ROLLBACK");
 }
 
-Status AuditStore::checkpointIfDue(Db& db, bool force, int64_t interval_us) {
+Status AuditStore::checkpointIfDue(Db& db, bool force) {
   ASSIGN_OR_RETURN(auto h, chainHead(db));
   if (h.first == 0) return okStatus();
   ASSIGN_OR_RETURN(auto last, lastCheckpoint(db));
   if (last && h.first == last->seq) return okStatus();
-  const int64_t now = micros(clock_.now());
+  const int64_t now = toMicros(clock_.now());
   const int64_t since = last ? last->time_us : opened_us_;
-  if (!force && now - since < interval_us) return okStatus();
+  if (!force && now - since < std::chrono::microseconds(options_.checkpoint_interval).count()) return okStatus();
   return signHead(db, last, h.first, h.second, now);
 }
 
@@ -172,7 +167,7 @@ Status AuditStore::commitBatch(const std::vector<Pending*>& batch, int64_t& new_
       prev = r.hash;
       // A checkpoint exactly every `checkpoint_every` records.
       if (seq - (last ? last->seq : 0) >= options_.checkpoint_every) {
-        RETURN_IF_ERROR(signHead(db, last, seq, prev, micros(clock_.now())));
+        RETURN_IF_ERROR(signHead(db, last, seq, prev, toMicros(clock_.now())));
         ASSIGN_OR_RETURN(last, lastCheckpoint(db));
         ASSIGN_OR_RETURN(auto now_head, chainHead(db));  // signHead may have added an alert record
         seq = now_head.first;
@@ -180,9 +175,7 @@ Status AuditStore::commitBatch(const std::vector<Pending*>& batch, int64_t& new_
       }
     }
     new_head = seq;
-    const auto interval_us =
-        std::chrono::duration_cast<std::chrono::microseconds>(options_.checkpoint_interval).count();
-    return checkpointIfDue(db, false, interval_us);
+    return checkpointIfDue(db, false);
   };
   Status s = work();
   if (s.ok()) s = db.exec("COMMIT");
@@ -218,8 +211,8 @@ Status AuditStore::search(const AuditFilter& f, const std::function<bool(const A
     for (const auto& [_, v] : text) s.bind(i++, std::string_view(v));
     const Bytes token = patientToken(keys_, f.patient_id);
     if (!f.patient_id.empty()) s.bind(i++, ByteView(token));
-    if (f.since) s.bind(i++, micros(*f.since));
-    if (f.until) s.bind(i++, micros(*f.until));
+    if (f.since) s.bind(i++, toMicros(*f.since));
+    if (f.until) s.bind(i++, toMicros(*f.until));
     s.bind(i++, static_cast<int64_t>(f.limit));
     for (;;) {
       auto row = s.step();
@@ -269,7 +262,7 @@ StatusOr<Checkpoint> AuditStore::checkpoint() {
   std::lock_guard lock(read_mu_);
   Db& db = *reader_db_;
   RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
-  Status s = checkpointIfDue(db, true, 0);
+  Status s = checkpointIfDue(db, true);
   if (s.ok()) s = db.exec("COMMIT");
   if (!s.ok()) {
     (void)db.exec("ROLLBACK");

@@ -82,10 +82,10 @@ class AuditStore final : public AuditLog {
              Random& random, const Clock& clock, AuditStoreOptions options);
   void writerLoop();
   Status commitBatch(const std::vector<Pending*>& batch, int64_t& head);
-  void checkpointQuietly(bool force, int64_t interval_us);
+  void checkpointQuietly(bool force);
   // Inside the caller's transaction: a checkpoint at the head if one is due
-  // (forced, or the interval passed since the last).
-  Status checkpointIfDue(index::Db& db, bool force, int64_t interval_us);
+  // (forced, or checkpoint_interval passed since the last).
+  Status checkpointIfDue(index::Db& db, bool force);
   // Signs (seq, hash) after checking that the records since `last` are
   // intact; if they are not, appends an alert record instead, once.
   Status signHead(index::Db& db, const std::optional<Checkpoint>& last, int64_t seq, ByteView hash, int64_t now_us);

@@ -65,7 +65,7 @@ Bytes patientToken(const AuditKeys& keys, std::string_view patient_id) {
 StoredRecord sealRecord(const AuditEvent& e, int64_t seq, ByteView prev, const AuditKeys& keys, Random& random) {
   StoredRecord r;
   r.seq = seq;
-  r.time_us = std::chrono::duration_cast<std::chrono::microseconds>(e.time.time_since_epoch()).count();
+  r.time_us = toMicros(e.time);
   r.action = cut(e.action, 64);
   r.outcome = cut(e.outcome, 64);
   r.severity = cut(e.severity, 64);

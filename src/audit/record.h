@@ -83,4 +83,9 @@ bool checkpointValid(const Checkpoint& cp, const PublicKey& key);
 
 std::string base64(ByteView data);
 
+// A time as stored: microseconds since the epoch, UTC.
+inline int64_t toMicros(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
 }  // namespace bastion::audit

@@ -1,6 +1,5 @@
 // bastion audit: verify, search and export the audit trail; print its
 // checkpoint and public key. Every read of the trail is itself audited.
-#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
@@ -37,9 +36,7 @@ StatusOr<Trail> openTrail(const std::string& config_path) {
   ASSIGN_OR_RETURN(t.config, server::loadConfig(config_path));
   ASSIGN_OR_RETURN(t.keyring, loadFileKeyring(t.config.key_file, Random::system()));
   ASSIGN_OR_RETURN(t.audit, audit::AuditStore::open(t.config.auditPath(), *t.keyring, Random::system(),
-                                                    Clock::system(),
-                                                    {t.config.audit_checkpoint_every,
-                                                     std::chrono::seconds(t.config.audit_checkpoint_interval_s)}));
+                                                    Clock::system(), t.config.audit_options));
   return t;
 }
 
@@ -84,12 +81,6 @@ StatusOr<audit::AuditFilter> filterOf(const Options& o) {
   return f;
 }
 
-audit::AuditSource sourceOf(const server::Config& c) {
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  return {c.ae_title, c.audit_site, host};
-}
-
 // Verification reads the store read-only and needs only the public key.
 // Without --public-key the archive's key is derived from the KEK, and the
 // verification is recorded in the trail afterwards (with --public-key, e.g.
@@ -131,7 +122,7 @@ int verify(const Options& o) {
     }
     exported = *cp;
   }
-  auto r = audit::verifyAuditStore(cfg->auditPath(), key, exported, cfg->audit_checkpoint_every,
+  auto r = audit::verifyAuditStore(cfg->auditPath(), key, exported, cfg->audit_options.checkpoint_every,
                                    keys ? &*keys : nullptr);
   if (!r.ok()) {
     std::cerr << "audit verify: " << r.status().toString() << "\n";
@@ -161,7 +152,7 @@ int search(Trail& a, const Options& o, bool exporting) {
     std::cerr << "audit: " << f.status().message() << "\n";
     return 2;
   }
-  const audit::AuditSource src = sourceOf(a.config);
+  const audit::AuditSource src = a.config.auditSource();
   size_t count = 0;
   // In pages, so that an export of millions of records runs in bounded memory.
   auto emit = [&](const audit::AuditEntry& e) {

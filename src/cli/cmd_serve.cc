@@ -4,8 +4,6 @@
 #include <iostream>
 #include <thread>
 
-#include <unistd.h>
-
 #include "cli/commands.h"
 #include "dicom/dcmtk/dimse_server.h"
 #include "dicom/dcmtk/renderer.h"
@@ -74,9 +72,7 @@ int serve(const std::string& config_path) {
     }
   }
   // Audit export: one store-and-forward sender per syslog collector.
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  const audit::AuditSource source{cfg->ae_title, cfg->audit_site, host};
+  const audit::AuditSource source = cfg->auditSource();
   std::vector<std::unique_ptr<audit::SyslogForwarder>> forwarders;
   for (const auto& c : cfg->syslog) forwarders.push_back(std::make_unique<audit::SyslogForwarder>(*a.audit, c, source));
   for (auto& f : forwarders) f->start();

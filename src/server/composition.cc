@@ -16,8 +16,7 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
   a->blobs = std::make_unique<crypto::EncryptingBlobStore>(*a->files, *a->keyring, random);
   ASSIGN_OR_RETURN(a->index, index::SqliteIndex::open(config.indexPath(), *a->keyring, random));
   ASSIGN_OR_RETURN(a->audit, audit::AuditStore::open(config.auditPath(), *a->keyring, random, Clock::system(),
-                                                     {config.audit_checkpoint_every,
-                                                      std::chrono::seconds(config.audit_checkpoint_interval_s)}));
+                                                     config.audit_options));
   // A trail that vanished (deleted, replaced by an empty one) is not started
   // anew: the index remembers that this archive has one.
   ASSIGN_OR_RETURN(int64_t audit_head, a->audit->lastSeq());

@@ -1,5 +1,7 @@
 #include "server/config.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <sstream>
 #include <toml++/toml.h>
@@ -131,11 +133,12 @@ StatusOr<Config> loadConfig(const std::string& path) {
   c.retention_days = static_cast<int>(t["retention"]["days"].value_or(int64_t{0}));
   if (c.retention_days < 0 || c.retention_days > 36500) return invalidArgument("[retention] days is out of range");
   if (auto* au = t["audit"].as_table()) {
-    c.audit_checkpoint_every = (*au)["checkpoint_every"].value_or(c.audit_checkpoint_every);
-    c.audit_checkpoint_interval_s =
-        static_cast<int>((*au)["checkpoint_interval_s"].value_or(int64_t{c.audit_checkpoint_interval_s}));
+    auto& ao = c.audit_options;
+    ao.checkpoint_every = (*au)["checkpoint_every"].value_or(ao.checkpoint_every);
+    ao.checkpoint_interval =
+        std::chrono::seconds((*au)["checkpoint_interval_s"].value_or(int64_t{ao.checkpoint_interval.count()}));
     c.audit_site = (*au)["site"].value_or(std::string());
-    if (c.audit_checkpoint_every < 1 || c.audit_checkpoint_interval_s < 1)
+    if (ao.checkpoint_every < 1 || ao.checkpoint_interval.count() < 1)
       return invalidArgument("a value in [audit] is out of range");
     if (auto* collectors = (*au)["syslog"].as_array()) {
       for (auto& node : *collectors) {
@@ -176,6 +179,12 @@ StatusOr<Config> loadConfig(const std::string& path) {
       c.limits.max_sequence_depth > 64)
     return invalidArgument("a value in [limits] is out of range");
   return parseAuth(t, base, c);
+}
+
+audit::AuditSource Config::auditSource() const {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return {ae_title, audit_site, host};
 }
 
 std::string renderConfig(const Config& c) {

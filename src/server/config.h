@@ -46,14 +46,16 @@ struct Config {
   int retention_days = 0;  // [retention] days: studies younger than this cannot be deleted
   // [audit]: checkpoint cadence, the site named in exported messages, and
   // [[audit.syslog]] collectors (RFC 5425, mutual TLS).
-  int64_t audit_checkpoint_every = 1000;
-  int audit_checkpoint_interval_s = 60;
+  audit::AuditStoreOptions audit_options;  // checkpoint_every, checkpoint_interval_s
   std::string audit_site;
   std::vector<audit::SyslogCollector> syslog;
 
   std::string indexPath() const { return data_dir + "/index.sqlite"; }
   std::string blobRoot() const { return data_dir + "/blobs"; }
   std::string auditPath() const { return data_dir + "/audit.sqlite"; }
+  // Who writes the trail, as exported messages name it: the AE title, the
+  // [audit] site and this host's name.
+  audit::AuditSource auditSource() const;
 };
 
 // Reads and validates a config file. Relative paths are taken relative to
