@@ -1,4 +1,5 @@
-// Fuzz target for the HTTP-side parsers: media types (Content-Type, Accept),
+// Fuzz target for the HTTP-side parsers: media types (Content-Type, Accept
+// and WADO-RS negotiation),
 // multipart/related bodies fed in uneven chunks, query strings and their
 // QIDO-RS interpretation, percent-decoded path segments.
 // Input: first line = Content-Type, rest = body; the body is also parsed as a query string.
@@ -6,7 +7,9 @@
 #include <cstdint>
 #include <string_view>
 
+#include "web/dicomweb/negotiation.h"
 #include "web/dicomweb/qido.h"
+#include "web/http/accept.h"
 #include "web/http/multipart.h"
 #include "web/http/query_string.h"
 
@@ -41,5 +44,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)parseQido(level, "1.2", "", *params, 100).ok();
   }
   (void)decodePathSegment(ct).ok();
+  // The first line as an Accept header, through WADO-RS negotiation.
+  if (auto ranges = parseAccept(ct); ranges.ok()) {
+    for (const auto& r : *ranges)
+      if (!(r.q >= 0 && r.q <= 1)) __builtin_trap();
+  }
+  for (auto choice : {acceptedDicomSyntaxes(ct), acceptedFrameSyntaxes(ct)}) {
+    if (!choice.ok()) continue;
+    for (const char* ts : {"1.2.840.10008.1.2", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.50"}) {
+      (void)chooseDicomDelivery(*choice, ts, true);
+      (void)chooseFrameDelivery(*choice, ts, false);
+    }
+  }
   return 0;
 }

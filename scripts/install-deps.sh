@@ -8,7 +8,7 @@ runtime_build=(
   build-essential cmake ninja-build ccache pkg-config git
   libdcmtk-dev dcmtk libssl-dev openssl libsqlite3-dev sqlite3
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libsodium-dev liboath-dev libqrencode-dev libunistring-dev libboost-dev
+  libsodium-dev liboath-dev libqrencode-dev libunistring-dev libboost-dev libseccomp-dev
 )
 test_tools=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev

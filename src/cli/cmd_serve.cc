@@ -4,9 +4,11 @@
 #include <iostream>
 #include <thread>
 
+#include <unistd.h>
+
 #include "cli/commands.h"
 #include "dicom/dcmtk/dimse_server.h"
-#include "dicom/dcmtk/renderer.h"
+#include "dicom/dcmtk/codec_worker.h"
 #include "server/composition.h"
 #include "web/dicomweb/dicomweb_service.h"
 #include "web/http/server.h"
@@ -56,13 +58,37 @@ int serve(const std::string& config_path) {
     return 1;
   }
   // The HTTPS API, if configured: the same services, index and Policy.
-  dicom::DcmtkRenderer renderer;
-  web::DicomWebService dicomweb({cfg->https_base_url, 1000, cfg->limits.max_object_size, 10000, true}, *a.auth,
-                                *a.store, *a.query, *a.retrieve, *a.remove, *a.audit, Clock::system(), renderer);
+  // Compressed images are decoded only in sandboxed codec workers (R20):
+  // this binary, started again as `bastion codec-worker`.
+  char self[4096] = {};
+  const ssize_t self_len = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  isolation::WorkerPool codecs({self_len > 0 ? std::string(self, static_cast<size_t>(self_len)) : "bastion",
+                                {"codec-worker", "--memory-mb", std::to_string(cfg->codec_memory_mb)},
+                                static_cast<size_t>(cfg->codec_workers),
+                                std::chrono::seconds(cfg->codec_timeout_s)});
+  dicom::IsolatedRenderer renderer(codecs);
+  web::DicomWebService dicomweb({cfg->https_base_url, 1000, cfg->limits.max_object_size, 10000, true,
+                                 cfg->https_user_rate_per_s, cfg->https_user_rate_burst},
+                                *a.auth, *a.store, *a.query, *a.retrieve, *a.remove, *a.audit, Clock::system(),
+                                renderer);
   dicomweb.setAuditTrail(a.audit.get());
-  web::HttpsServer https({cfg->https_listen.address, cfg->https_listen.port, cfg->tls_cert, cfg->tls_key,
-                          cfg->https_max_connections, 16384, cfg->https_max_body, 30},
-                         [&dicomweb](web::Request& r) { return dicomweb.handle(r); });
+  web::HttpsConfig hc;
+  hc.address = cfg->https_listen.address;
+  hc.port = cfg->https_listen.port;
+  hc.cert = cfg->tls_cert;
+  hc.key = cfg->tls_key;
+  hc.max_connections = cfg->https_max_connections;
+  hc.max_body_bytes = cfg->https_max_body;
+  hc.rate_per_s = cfg->https_rate_per_s;
+  hc.rate_burst = cfg->https_rate_burst;
+  hc.on_throttled = [&a](const std::string& peer) {
+    AuditEvent e = systemEvent(Clock::system().now(), "", "throttle", "denied",
+                               "HTTPS request rate over the per-source limit");
+    e.source_address = peer;
+    e.rule = "deny:rate-limit";
+    (void)a.audit->append(e);
+  };
+  web::HttpsServer https(std::move(hc), [&dicomweb](web::Request& r) { return dicomweb.handle(r); });
   if (cfg->https_enabled) {
     Status hs = https.start();
     if (!hs.ok()) {
@@ -103,6 +129,14 @@ int serve(const std::string& config_path) {
 }
 
 }  // namespace
+
+void addCodecWorker(CLI::App& app, Action& action) {
+  auto memory_mb = std::make_shared<uint64_t>(2048);
+  auto* cmd = app.add_subcommand("codec-worker", "Internal: a sandboxed decoder process started by serve");
+  cmd->group("");  // not listed in --help
+  cmd->add_option("--memory-mb", *memory_mb, "Address-space limit")->check(CLI::Range(64, 65536));
+  cmd->callback([&action, memory_mb] { action = [memory_mb] { return dicom::runCodecWorker(*memory_mb); }; });
+}
 
 void addServe(CLI::App& app, Action& action) {
   auto path = std::make_shared<std::string>("/var/lib/bastion/bastion.toml");

@@ -11,6 +11,7 @@ namespace bastion::cli {
 using Action = std::function<int()>;
 void addInit(CLI::App& app, Action& action);
 void addNode(CLI::App& app, Action& action);
+void addCodecWorker(CLI::App& app, Action& action);
 void addServe(CLI::App& app, Action& action);
 void addVerify(CLI::App& app, Action& action);
 void addImport(CLI::App& app, Action& action);

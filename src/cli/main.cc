@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   bastion::cli::addUser(app, action);
   bastion::cli::addAccess(app, action);
   bastion::cli::addAudit(app, action);
+  bastion::cli::addCodecWorker(app, action);
   CLI11_PARSE(app, argc, argv);
   return action ? action() : 2;
 }

@@ -35,7 +35,4 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const std::string& config_path);
 // before they were acknowledged. Only safe while nothing is storing.
 StatusOr<uint64_t> removeUnacknowledgedBlobs(Archive& archive);
 
-inline constexpr const char* kImplementationUid = "1.2.826.0.1.3680043.10.1429.1";
-inline constexpr const char* kImplementationVersion = "BASTION_0_1";
-
 }  // namespace bastion::server

@@ -128,7 +128,22 @@ StatusOr<Config> loadConfig(const std::string& path) {
     c.https_max_body = static_cast<uint64_t>((*h)["max_body"].value_or(static_cast<int64_t>(c.https_max_body)));
     c.https_max_connections =
         static_cast<size_t>((*h)["max_connections"].value_or(static_cast<int64_t>(c.https_max_connections)));
-    if (c.https_max_connections < 1 || c.https_max_body < 1024) return invalidArgument("a value in [http] is out of range");
+    c.https_rate_per_s = (*h)["rate_per_s"].value_or(c.https_rate_per_s);
+    c.https_rate_burst = (*h)["rate_burst"].value_or(c.https_rate_burst);
+    c.https_user_rate_per_s = (*h)["user_rate_per_s"].value_or(c.https_user_rate_per_s);
+    c.https_user_rate_burst = (*h)["user_rate_burst"].value_or(c.https_user_rate_burst);
+    const auto rate_ok = [](double rate, double burst) { return rate >= 1 && rate <= 1e7 && burst >= 1 && burst <= 1e8; };
+    if (c.https_max_connections < 1 || c.https_max_body < 1024 || !rate_ok(c.https_rate_per_s, c.https_rate_burst) ||
+        !rate_ok(c.https_user_rate_per_s, c.https_user_rate_burst))
+      return invalidArgument("a value in [http] is out of range");
+  }
+  if (auto* cd = t["codec"].as_table()) {
+    c.codec_workers = static_cast<int>((*cd)["workers"].value_or(int64_t{c.codec_workers}));
+    c.codec_memory_mb = static_cast<int>((*cd)["memory_mb"].value_or(int64_t{c.codec_memory_mb}));
+    c.codec_timeout_s = static_cast<int>((*cd)["timeout_s"].value_or(int64_t{c.codec_timeout_s}));
+    if (c.codec_workers < 1 || c.codec_workers > 64 || c.codec_memory_mb < 64 || c.codec_memory_mb > 65536 ||
+        c.codec_timeout_s < 1 || c.codec_timeout_s > 3600)
+      return invalidArgument("a value in [codec] is out of range");
   }
   c.retention_days = static_cast<int>(t["retention"]["days"].value_or(int64_t{0}));
   if (c.retention_days < 0 || c.retention_days > 36500) return invalidArgument("[retention] days is out of range");

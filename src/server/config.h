@@ -33,6 +33,9 @@ struct Config {
   std::string https_base_url;            // public base URL for RetrieveURLs ("" = relative)
   uint64_t https_max_body = 4ull << 30;
   size_t https_max_connections = 64;
+  // Request-rate limits (token buckets): per source address and per user.
+  double https_rate_per_s = 1000, https_rate_burst = 2000;
+  double https_user_rate_per_s = 1000, https_user_rate_burst = 2000;
   int max_associations = 64;
   int max_associations_per_node = 16;
   uint32_t max_pdu = 131072;
@@ -43,6 +46,10 @@ struct Config {
   int block_s = 60;
   ArchiveLimits limits;
   AuthConfig auth;  // [auth]: passwords, sessions, throttling, identity provider
+  // [codec]: the sandboxed decoder processes (R20) for compressed images.
+  int codec_workers = 2;
+  int codec_memory_mb = 2048;
+  int codec_timeout_s = 30;
   int retention_days = 0;  // [retention] days: studies younger than this cannot be deleted
   // [audit]: checkpoint cadence, the site named in exported messages, and
   // [[audit.syslog]] collectors (RFC 5425, mutual TLS).

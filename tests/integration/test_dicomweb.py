@@ -93,8 +93,10 @@ def test_stow_then_qido_wado_and_cfind(web):
         # QIDO finds it at the image level, by its own keys.
         st, rows = h.json("GET", "/dicom-web/instances?SOPInstanceUID=%s&includefield=all" % uid, token=tok)
         assert st == 200 and len(rows) == 1 and rows[0]["0020000D"]["Value"][0] == ds.StudyInstanceUID
-        # WADO-RS: the stored object, whose data set equals what was sent.
-        st, rh, data = h.request("GET", url[url.index("/dicom-web"):], token=tok)
+        # WADO-RS with transfer-syntax=*: the stored object, whose data set equals what was sent
+        # (the default, Explicit VR Little Endian, is tested in test_codecs.py).
+        st, rh, data = h.request("GET", url[url.index("/dicom-web"):], token=tok,
+                                 headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
         assert st == 200 and rh["content-type"].startswith("multipart/related")
         got = parts(rh["content-type"], data)
         assert len(got) == 1
@@ -357,5 +359,44 @@ def test_frames_as_stored(web):
     expected = next(generate_pixel_data_frame(j2k.PixelData, 1))
     assert frame.rstrip(b"\0") == expected.rstrip(b"\0")  # fragments are padded to even length
     st, _, _ = h.request("GET", url, token=tok, headers={"Accept": 'multipart/related; type="application/octet-stream"'})
-    assert st == 406  # no transcoding to native yet: said, not faked
+    assert st == 406  # no JPEG 2000 decoder in DCMTK 3.6.7: said, not faked
     assert h.request("GET", base + "1", token=web["tokens"]["south"])[0] == 404
+
+
+def test_request_rate_limits_per_source_and_per_user(tmp_path):
+    """Token buckets per source address and per user: 429 with Retry-After, audited once per episode."""
+    limits = "rate_per_s = 4\nrate_burst = 8\nuser_rate_per_s = 1000\nuser_rate_burst = 1000\n"
+    s = Server(tmp_path / "rl", extra_config=AUTH_CONFIG + HTTP_CONFIG + limits)
+    add_user(s, "tech", ["technologist"], "main")
+    tok = token(s, "tech", "find")
+    s.start()
+    try:
+        h = Https(s)
+        codes = [h.request("GET", "/dicom-web/studies", token=tok)[0] for _ in range(20)]
+        assert codes[:8] == [200] * 8 and 429 in codes and set(codes) == {200, 429}, codes
+        assert codes.count(200) <= 14, codes  # the burst plus what 4/s refills meanwhile
+        st, hd, body = h.request("GET", "/dicom-web/studies", token=tok)
+        assert st == 429 and int(hd["retry-after"]) >= 1 and b"too many" in body
+        time.sleep(int(hd["retry-after"]) + 0.1)
+        assert h.request("GET", "/dicom-web/studies", token=tok)[0] == 200
+        # Even requests without credentials count: the limit is met before authentication.
+        assert 429 in [h.request("GET", "/dicom-web/studies")[0] for _ in range(12)]
+        throttled = s.audit_events("--action", "throttle")
+        assert 1 <= len(throttled) <= 3, throttled  # one record per episode, not one per refusal
+        assert all(e["source"] == "127.0.0.1" and e["outcome"] == "denied" for e in throttled)
+    finally:
+        s.stop()
+    u = Server(tmp_path / "ru", extra_config=AUTH_CONFIG + HTTP_CONFIG + "user_rate_per_s = 2\nuser_rate_burst = 3\n")
+    add_user(u, "tech", ["technologist"], "main")
+    add_user(u, "other", ["technologist"], "main")
+    tech, other = token(u, "tech", "find"), token(u, "other", "find")
+    u.start()
+    try:
+        h = Https(u)
+        codes = [h.request("GET", "/dicom-web/studies", token=tech)[0] for _ in range(8)]
+        assert codes[:3] == [200] * 3 and codes[-1] == 429, codes
+        assert h.request("GET", "/dicom-web/studies", token=other)[0] == 200  # another user is not held back
+        throttled = u.audit_events("--action", "throttle")
+        assert [e["user"] for e in throttled] == ["tech"], throttled
+    finally:
+        u.stop()

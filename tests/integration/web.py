@@ -48,3 +48,34 @@ def parts(content_type, body):
         head, _, data = chunk.partition(b"\r\n\r\n")
         out.append(data[:-2] if data.endswith(b"\r\n") else data)
     return out
+
+
+def typed_parts(content_type, body):
+    """Like parts(), with each part's headers: [(headers dict, data)]."""
+    boundary = re.search(r'boundary="?([^";]+)"?', content_type).group(1).encode()
+    out = []
+    for chunk in body.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, data = chunk.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode().strip().split("\r\n"):
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        out.append((headers, data[:-2] if data.endswith(b"\r\n") else data))
+    return out
+
+
+def image_size(data):
+    """(width, height) of a PNG or a baseline/extended JPEG, from its header."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert data[:2] == b"\xff\xd8", "neither PNG nor JPEG"
+    i = 2
+    while i < len(data):
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        i += 2 + length
+    raise AssertionError("no SOF marker")

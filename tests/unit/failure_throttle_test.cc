@@ -50,3 +50,4 @@ TEST(FailureThrottle, MemoryStaysBoundedUnderManySources) {
 
 }  // namespace
 }  // namespace bastion::guard
+

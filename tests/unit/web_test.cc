@@ -2,7 +2,9 @@
 // strings, QIDO-RS parameters and the DICOM JSON of a match.
 #include <gtest/gtest.h>
 
+#include "web/dicomweb/negotiation.h"
 #include "web/dicomweb/qido.h"
+#include "web/http/accept.h"
 #include "web/http/multipart.h"
 #include "web/http/query_string.h"
 
@@ -49,6 +51,68 @@ TEST(MediaTypeTest, QuotedAndUnquotedParameters) {
   EXPECT_FALSE(parseMediaType("a/b; x").ok());
   EXPECT_FALSE(parseMediaType("a/b; x=\"open").ok());
   EXPECT_FALSE(parseMediaType("a/b; x=1; x=2").ok());
+}
+
+TEST(AcceptTest, RangesParametersAndQuality) {
+  auto a = parseAccept(
+      "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.50, "
+      "multipart/related; type=\"application/dicom, really\";q=0.5,*/*;q=0");
+  ASSERT_TRUE(a.ok()) << a.status().toString();
+  ASSERT_EQ(a->size(), 3u);
+  EXPECT_EQ((*a)[0].media.params.at("transfer-syntax"), "1.2.840.10008.1.2.4.50");
+  EXPECT_EQ((*a)[1].media.params.at("type"), "application/dicom, really");  // the comma is inside quotes
+  EXPECT_DOUBLE_EQ((*a)[1].q, 0.5);
+  EXPECT_EQ((*a)[1].media.params.count("q"), 0u);
+  EXPECT_EQ((*a)[2].media.type, "*/*");
+  EXPECT_DOUBLE_EQ((*a)[2].q, 0.0);
+  EXPECT_TRUE(parseAccept("").ok() && parseAccept("")->empty());
+  EXPECT_TRUE(parseAccept(" , image/png ,").ok());
+  for (const char* bad : {"image", "image/png; q=2", "image/png;q=abc", "a/b; x=\"open", "image/png; q=0.5; q=1"})
+    EXPECT_FALSE(parseAccept(bad).ok()) << bad;
+  std::string many;
+  for (int i = 0; i < 65; ++i) many += "image/png,";
+  EXPECT_FALSE(parseAccept(many).ok());
+  EXPECT_FALSE(parseAccept(std::string(9000, 'a')).ok());
+}
+
+TEST(NegotiationTest, DicomPartsFollowPs318Defaults) {
+  const std::string implicit = "1.2.840.10008.1.2", rle = "1.2.840.10008.1.2.5", jpeg = "1.2.840.10008.1.2.4.50",
+                    j2k_lossless = "1.2.840.10008.1.2.4.90";
+  auto deflt = acceptedDicomSyntaxes("");
+  ASSERT_TRUE(deflt.ok());
+  EXPECT_EQ(chooseDicomDelivery(*deflt, kExplicitLittle, true), Delivery::kAsStored);
+  EXPECT_EQ(chooseDicomDelivery(*deflt, implicit, true), Delivery::kTranscode);
+  EXPECT_EQ(chooseDicomDelivery(*deflt, rle, true), Delivery::kTranscode);
+  EXPECT_EQ(chooseDicomDelivery(*deflt, jpeg, true), Delivery::kAsStored);          // lossy stays lossy
+  EXPECT_EQ(chooseDicomDelivery(*deflt, j2k_lossless, false), Delivery::kAsStored);  // no decoder
+  auto any = acceptedDicomSyntaxes("multipart/related; type=application/dicom; transfer-syntax=*");
+  EXPECT_EQ(chooseDicomDelivery(*any, rle, true), Delivery::kAsStored);
+  auto explicit_only = acceptedDicomSyntaxes(
+      "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1");
+  EXPECT_EQ(chooseDicomDelivery(*explicit_only, jpeg, true), Delivery::kTranscode);
+  EXPECT_EQ(chooseDicomDelivery(*explicit_only, j2k_lossless, false), Delivery::kRefuse);
+  auto rle_only = acceptedDicomSyntaxes("multipart/related; type=\"application/dicom\"; transfer-syntax=" + rle);
+  EXPECT_EQ(chooseDicomDelivery(*rle_only, rle, true), Delivery::kAsStored);
+  EXPECT_EQ(chooseDicomDelivery(*rle_only, implicit, true), Delivery::kRefuse);
+  auto other = acceptedDicomSyntaxes("image/png, multipart/related; type=application/dicom; q=0");
+  EXPECT_FALSE(other->acceptable);
+  EXPECT_EQ(chooseDicomDelivery(*other, kExplicitLittle, true), Delivery::kRefuse);
+}
+
+TEST(NegotiationTest, FramesAreRawPixelsOrTheStoredStream) {
+  const std::string rle = "1.2.840.10008.1.2.5", jls = "1.2.840.10008.1.2.4.80";
+  auto raw = acceptedFrameSyntaxes("multipart/related; type=\"application/octet-stream\"");
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(chooseFrameDelivery(*raw, "1.2.840.10008.1.2", false), Delivery::kAsStored);
+  EXPECT_EQ(chooseFrameDelivery(*raw, rle, true), Delivery::kTranscode);
+  EXPECT_EQ(chooseFrameDelivery(*raw, "1.2.840.10008.1.2.4.90", false), Delivery::kRefuse);
+  auto jls_type = acceptedFrameSyntaxes("multipart/related; type=image/jls");
+  EXPECT_EQ(chooseFrameDelivery(*jls_type, jls, true), Delivery::kAsStored);
+  EXPECT_EQ(jls_type->syntaxes.at(jls), "image/jls");
+  EXPECT_EQ(chooseFrameDelivery(*jls_type, rle, true), Delivery::kRefuse);
+  auto star = acceptedFrameSyntaxes("multipart/related; type=application/octet-stream; transfer-syntax=*");
+  EXPECT_EQ(chooseFrameDelivery(*star, rle, true), Delivery::kAsStored);
+  EXPECT_FALSE(acceptedFrameSyntaxes("multipart/related; type=image/png")->acceptable);
 }
 
 TEST(MultipartTest, PartsSurviveAnyChunking) {

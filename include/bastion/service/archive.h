@@ -131,6 +131,11 @@ class RetrieveService {
 // components without leading zeros, no empty component.
 bool isValidUid(std::string_view uid);
 
+// Bastion's Implementation Class UID and Version Name (0002,0012/0013),
+// written into every Part-10 file it produces.
+inline constexpr const char* kImplementationUid = "1.2.826.0.1.3680043.10.1429.1";
+inline constexpr const char* kImplementationVersion = "BASTION_0_1";
+
 // Builds a Part-10 file: 128 zero bytes, "DICM", group 0002, then `dataset`.
 Bytes buildPart10(const std::string& sop_class, const std::string& sop_instance, const std::string& ts,
                   const std::string& impl_uid, const std::string& impl_version, ByteView dataset);

@@ -18,6 +18,7 @@
 #include <set>
 #include <sstream>
 
+#include "bastion/service/archive.h"
 #include "dicom/dcmtk/dataset_io.h"
 
 namespace bastion::dicom {
@@ -83,6 +84,57 @@ class MemoryFile {
   FILE* f_;
 };
 
+// Where each frame's fragments are, as [first, end) item indices of the
+// pixel sequence (item 0 is the Basic Offset Table): all fragments for a
+// single frame; the offset table when it has one entry per frame; one
+// fragment per frame; or, for JPEG, JPEG-LS and JPEG 2000 streams, a new
+// frame at each fragment that starts with a start-of-image marker.
+StatusOr<std::vector<std::pair<Uint32, Uint32>>> frameFragments(DcmPixelSequence& seq, Uint32 count) {
+  const Uint32 items = static_cast<Uint32>(seq.card());
+  if (items < 2) return invalidArgument("no fragments");
+  std::vector<Uint32> starts;
+  DcmPixelItem* table = nullptr;
+  if (count == 1) {
+    starts.push_back(1);
+  } else if (seq.getItem(table, 0).good() && table && table->getLength() == 4 * count) {
+    Uint8* raw = nullptr;
+    if (table->getUint8Array(raw).bad() || !raw) return internalError("cannot read the offset table");
+    std::vector<uint32_t> offsets(count);  // little endian, as encapsulated data sets are
+    for (Uint32 i = 0; i < count; ++i)
+      offsets[i] = uint32_t{raw[4 * i]} | uint32_t{raw[4 * i + 1]} << 8 | uint32_t{raw[4 * i + 2]} << 16 |
+                   uint32_t{raw[4 * i + 3]} << 24;
+    // Offsets count bytes from the first fragment's item tag: 8 + length per item.
+    uint64_t pos = 0;
+    Uint32 next = 0;
+    for (Uint32 i = 1; i < items && next < count; ++i) {
+      DcmPixelItem* item = nullptr;
+      if (seq.getItem(item, i).bad() || !item) return internalError("cannot read a fragment");
+      if (offsets[next] == pos) {
+        starts.push_back(i);
+        ++next;
+      } else if (offsets[next] < pos) {
+        return invalidArgument("the offset table does not point at fragments");
+      }
+      pos += 8 + uint64_t{item->getLength()};
+    }
+  } else if (items - 1 == count) {
+    for (Uint32 i = 1; i < items; ++i) starts.push_back(i);
+  } else {
+    for (Uint32 i = 1; i < items; ++i) {
+      DcmPixelItem* item = nullptr;
+      Uint8* data = nullptr;
+      if (seq.getItem(item, i).bad() || !item || item->getUint8Array(data).bad())
+        return internalError("cannot read a fragment");
+      if (data && item->getLength() >= 2 && data[0] == 0xFF && (data[1] == 0xD8 || data[1] == 0x4F))
+        starts.push_back(i);
+    }
+  }
+  if (starts.size() != count || starts[0] != 1) return invalidArgument("cannot tell which fragments make each frame");
+  std::vector<std::pair<Uint32, Uint32>> out;
+  for (Uint32 f = 0; f < count; ++f) out.emplace_back(starts[f], f + 1 < count ? starts[f + 1] : items);
+  return out;
+}
+
 }  // namespace
 
 StatusOr<std::string> DcmtkRenderer::metadata(ByteView part10, size_t bulk_threshold, const std::string& prefix) {
@@ -115,11 +167,50 @@ StatusOr<Bytes> DcmtkRenderer::bulk(ByteView part10, uint32_t tag) {
   return Bytes(data, data + e->getLength());
 }
 
+bool isDecodableSyntax(const std::string& ts) {
+  static const std::set<std::string> kDecodable = {
+      "1.2.840.10008.1.2.5",     // RLE Lossless
+      "1.2.840.10008.1.2.4.50",  // JPEG Baseline
+      "1.2.840.10008.1.2.4.51",  // JPEG Extended
+      "1.2.840.10008.1.2.4.57",  // JPEG Lossless
+      "1.2.840.10008.1.2.4.70",  // JPEG Lossless SV1
+      "1.2.840.10008.1.2.4.80",  // JPEG-LS Lossless
+      "1.2.840.10008.1.2.4.81",  // JPEG-LS Near-Lossless
+  };
+  return kDecodable.count(ts) > 0;
+}
+
+bool DcmtkRenderer::canTranscode(const std::string& ts) const {
+  if (!DcmXfer(ts.c_str()).isEncapsulated()) return DcmXfer(ts.c_str()).getXfer() != EXS_Unknown;
+  return decode_ && isDecodableSyntax(ts);
+}
+
+StatusOr<Bytes> DcmtkRenderer::transcode(ByteView part10) {
+  std::string ts;
+  ASSIGN_OR_RETURN(auto ds, parseStoredObject(part10, ts));
+  if (!canTranscode(ts)) return invalidArgument("cannot decode transfer syntax " + ts);
+  if (ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr).bad() ||
+      !ds->canWriteXfer(EXS_LittleEndianExplicit))
+    return invalidArgument("cannot decode this object's pixel data (" + ts + ")");
+  OFString sop_class, sop_uid;
+  ds->findAndGetOFString(DCM_SOPClassUID, sop_class);
+  ds->findAndGetOFString(DCM_SOPInstanceUID, sop_uid);
+  Bytes encoded;
+  MemoryOutputStream out(uint64_t{4} << 30, encoded);
+  ds->transferInit();
+  const OFCondition c = ds->write(out, EXS_LittleEndianExplicit, EET_ExplicitLength, nullptr);
+  ds->transferEnd();
+  if (c.bad() || out.overflowed()) return internalError(std::string("cannot encode: ") + c.text());
+  return buildPart10(sop_class.c_str(), sop_uid.c_str(), "1.2.840.10008.1.2.1", kImplementationUid,
+                     kImplementationVersion, encoded);
+}
+
 StatusOr<Bytes> DcmtkRenderer::render(ByteView part10, int frame, bool png, int max_side) {
   std::string ts;
   ASSIGN_OR_RETURN(auto ds, parseStoredObject(part10, ts));
   DcmXfer xfer(ts.c_str());
-  if (xfer.isEncapsulated()) return invalidArgument("compressed pixel data is not decoded in the archive process yet");
+  if (xfer.isEncapsulated() && !(decode_ && isDecodableSyntax(ts)))
+    return invalidArgument("cannot decode transfer syntax " + ts);
   if (frame < 1) return invalidArgument("frame numbers start at 1");
   DicomImage image(ds.get(), xfer.getXfer(), CIF_UsePartialAccessToPixelData, static_cast<unsigned long>(frame - 1), 1);
   if (image.getStatus() != EIS_Normal)
@@ -149,7 +240,7 @@ StatusOr<Bytes> DcmtkRenderer::render(ByteView part10, int frame, bool png, int 
   return file.take();
 }
 
-StatusOr<std::vector<Bytes>> DcmtkRenderer::frames(ByteView part10, const std::vector<int>& numbers,
+StatusOr<std::vector<Bytes>> DcmtkRenderer::frames(ByteView part10, const std::vector<int>& numbers, bool decode,
                                                    std::string& ts_out) {
   ASSIGN_OR_RETURN(auto ds, parseStoredObject(part10, ts_out));
   DcmElement* e = nullptr;
@@ -168,6 +259,7 @@ StatusOr<std::vector<Bytes>> DcmtkRenderer::frames(ByteView part10, const std::v
     ds->findAndGetUint16(DCM_SamplesPerPixel, spp);
     ds->findAndGetUint16(DCM_BitsAllocated, bits);
     const uint64_t frame_bytes = (uint64_t{rows} * cols * spp * bits + 7) / 8;
+    // Big endian data sets: DCMTK keeps values in local byte order once parsed.
     Uint8* data = nullptr;
     if (pixels->getUint8Array(data).bad() || !data) return internalError("cannot read pixel data");
     for (int n : numbers) {
@@ -183,15 +275,34 @@ StatusOr<std::vector<Bytes>> DcmtkRenderer::frames(ByteView part10, const std::v
   pixels->getOriginalRepresentationKey(rep, param);
   DcmPixelSequence* seq = nullptr;
   if (pixels->getEncapsulatedRepresentation(rep, param, seq).bad() || !seq) return internalError("no fragments");
-  // Item 0 is the Basic Offset Table; one fragment per frame is what we serve.
-  if (seq->card() != static_cast<unsigned long>(count) + 1)
-    return invalidArgument("frames spread over several fragments are not served yet");
+  ASSIGN_OR_RETURN(auto spans, frameFragments(*seq, static_cast<Uint32>(count)));
+  if (decode) {
+    if (!(decode_ && isDecodableSyntax(ts_out))) return invalidArgument("cannot decode transfer syntax " + ts_out);
+    Uint32 frame_size = 0;
+    if (pixels->getUncompressedFrameSize(ds.get(), frame_size).bad() || frame_size == 0)
+      return invalidArgument("cannot size the decoded frames");
+    for (int n : numbers) {
+      Bytes frame(frame_size);
+      Uint32 start_fragment = spans[static_cast<size_t>(n - 1)].first;
+      OFString colour_model;
+      const OFCondition c = pixels->getUncompressedFrame(ds.get(), static_cast<Uint32>(n - 1), start_fragment,
+                                                         frame.data(), frame_size, colour_model);
+      if (c.bad()) return invalidArgument(std::string("cannot decode frame ") + std::to_string(n) + ": " + c.text());
+      out.push_back(std::move(frame));
+    }
+    return out;
+  }
   for (int n : numbers) {
-    DcmPixelItem* item = nullptr;
-    Uint8* data = nullptr;
-    if (seq->getItem(item, static_cast<unsigned long>(n)).bad() || !item || item->getUint8Array(data).bad())
-      return internalError("cannot read a fragment");
-    out.emplace_back(data, data + item->getLength());
+    const auto [first, end] = spans[static_cast<size_t>(n - 1)];
+    Bytes frame;
+    for (Uint32 i = first; i < end; ++i) {
+      DcmPixelItem* item = nullptr;
+      Uint8* data = nullptr;
+      if (seq->getItem(item, i).bad() || !item || item->getUint8Array(data).bad())
+        return internalError("cannot read a fragment");
+      if (data) frame.insert(frame.end(), data, data + item->getLength());
+    }
+    out.push_back(std::move(frame));
   }
   return out;
 }

@@ -8,6 +8,7 @@
 #include "crypto/aead.h"
 #include "dicom/parse/dicom_scanner.h"
 #include "service/prefetch.h"
+#include "web/dicomweb/negotiation.h"
 #include "web/dicomweb/qido.h"
 #include "web/http/multipart.h"
 #include "web/http/query_string.h"
@@ -142,6 +143,21 @@ bool DicomWebService::authenticate(Request& req, CallContext& ctx, Response& ref
     return false;
   }
   ctx.principal = *p;
+  if (cfg_.user_rate_per_s > 0) {
+    const auto d = user_limiter_.admit(p->name, std::chrono::steady_clock::now());
+    if (!d.allowed) {
+      refusal = error(429, "too many requests");
+      refusal.set("Retry-After", std::to_string(std::max<int64_t>(1, (d.retry_after.count() + 999) / 1000)));
+      if (d.first_refusal) {
+        AuditEvent e = auditEventFor(ctx, clock_, "throttle");
+        e.outcome = "denied";
+        e.detail = "request rate over the per-user limit";
+        e.rule = "deny:rate-limit";
+        (void)audit_.append(e);
+      }
+      return false;
+    }
+  }
   return true;
 }
 
@@ -436,9 +452,9 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
 
 Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel level, const std::string& study,
                                const std::string& series, const std::string& instance) {
-  const std::string accept = req.header("accept");
-  if (!accept.empty() && accept.find("multipart/related") == std::string::npos &&
-      accept.find("*/*") == std::string::npos && accept.find("application/dicom") == std::string::npos)
+  auto choice = acceptedDicomSyntaxes(req.header("accept"));
+  if (!choice.ok()) return error(400, choice.status().message());
+  if (!choice->acceptable)
     return error(406, "this resource is served as multipart/related; type=\"application/dicom\"");
   Query q;
   q.level = level;
@@ -451,31 +467,59 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
     return sel.status().code() == StatusCode::kPermissionDenied ? error(404, "not found")
                                                                 : error(500, "retrieve failed");
   }
+  // Each object as stored, or transcoded to Explicit VR Little Endian; if
+  // any cannot be given in an accepted syntax, nothing is sent.
+  auto transcode = std::make_shared<std::vector<bool>>();
+  for (const auto& loc : sel->instances) {
+    const Delivery d = chooseDicomDelivery(*choice, loc.transfer_syntax, renderer_.canTranscode(loc.transfer_syntax));
+    if (d == Delivery::kRefuse)
+      return error(406, "an instance is stored as " + loc.transfer_syntax +
+                            ", which cannot be given in the accepted transfer syntaxes");
+    transcode->push_back(d == Delivery::kTranscode);
+  }
   const std::string boundary = "bastion-" + randomHex(16);
   auto list = std::make_shared<std::vector<InstanceLocation>>(std::move(sel->instances));
   auto next = std::make_shared<size_t>(0);
   auto sent = std::make_shared<uint32_t>(0);
-  // The next objects are decrypted and verified while this one is on the wire.
-  auto fetch = std::make_shared<std::unique_ptr<Prefetcher>>();
+  // The next objects are decrypted, verified (and transcoded) while this one is on the wire.
+  auto fetch = std::make_shared<Prefetcher>(list->size(), [this, list, transcode](size_t i) -> StatusOr<Bytes> {
+    ASSIGN_OR_RETURN(Bytes stored, retrieve_.read((*list)[i]));
+    if (!(*transcode)[i]) return stored;
+    return renderer_.transcode(stored);
+  });
+  const std::string rule = sel->rule;
+  // The first object is ready before the status line goes out, so that a
+  // single instance that fails gets a real error status; a later one can
+  // only abort the response (the client sees it truncated, never wrong).
+  auto first = std::make_shared<StatusOr<Bytes>>(list->empty() ? StatusOr<Bytes>(Bytes()) : fetch->next());
+  if (!first->ok()) {
+    const Status s = first->status();
+    const bool integrity = s.code() == StatusCode::kDataLoss;
+    retrieve_.audit(ctx, integrity ? "integrity" : "wado", study, 0, "failure", s.toString(), rule);
+    return integrity ? error(500, "stored object failed verification")
+           : s.code() == StatusCode::kInvalidArgument ? error(406, s.message())
+                                                      : error(500, "retrieve failed");
+  }
   Response r;
   r.set("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
-  const std::string rule = sel->rule;
-  r.stream = [this, ctx, list, next, sent, fetch, boundary, study, rule](std::string& chunk) -> StatusOr<bool> {
-    if (!*fetch)
-      *fetch =
-          std::make_unique<Prefetcher>(list->size(), [this, list](size_t i) { return retrieve_.read((*list)[i]); });
+  r.stream = [this, ctx, list, next, sent, fetch, first, boundary, study, rule,
+              transcode](std::string& chunk) -> StatusOr<bool> {
     if (*next >= list->size()) {
       chunk = "--" + boundary + "--\r\n";
       retrieve_.audit(ctx, "wado", study, *sent, "success", "", rule);
       return false;
     }
-    const InstanceLocation& loc = (*list)[(*next)++];
-    auto bytes = (*fetch)->next();
+    const size_t i = (*next)++;
+    const InstanceLocation& loc = (*list)[i];
+    auto bytes = i == 0 ? std::move(*first) : fetch->next();
     if (!bytes.ok()) {
-      retrieve_.audit(ctx, "integrity", loc.study_uid, 1, "failure", bytes.status().toString(), rule);
+      const bool integrity = bytes.status().code() == StatusCode::kDataLoss;
+      retrieve_.audit(ctx, integrity ? "integrity" : "wado", loc.study_uid, *sent, "failure",
+                      bytes.status().toString(), rule);
       return bytes.status();
     }
-    chunk = "--" + boundary + "\r\nContent-Type: application/dicom; transfer-syntax=" + loc.transfer_syntax +
+    chunk = "--" + boundary + "\r\nContent-Type: application/dicom; transfer-syntax=" +
+            ((*transcode)[i] ? std::string(kExplicitLittle) : loc.transfer_syntax) +
             "\r\nContent-Length: " + std::to_string(bytes->size()) + "\r\n\r\n";
     chunk.append(reinterpret_cast<const char*>(bytes->data()), bytes->size());
     chunk += "\r\n";
@@ -621,7 +665,12 @@ Response DicomWebService::capabilities() {
              {{"qido-rs", {"studies", "series", "instances"}},
               {"stow-rs", {"multipart/related; type=application/dicom"}},
               {"wado-rs",
-               {"study", "series", "instance", "metadata", "bulkdata", "rendered", "thumbnail", "frames/{n}/rendered"}},
+               {"study", "series", "instance", "metadata", "bulkdata", "frames", "rendered", "thumbnail",
+                "frames/{n}/rendered"}},
+              {"transcoding",
+               {{"to", kExplicitLittle},
+                {"decoders", {"RLE", "JPEG baseline/extended/lossless", "JPEG-LS"}},
+                {"isolation", "sandboxed codec worker processes (seccomp, rlimits)"}}},
               {"wado-uri", {"application/dicom", "image/jpeg", "image/png"}}}},
             {"authentication", {"bearer api token", "bearer OIDC access token", "session cookie + CSRF"}},
             {"qido_max_results", cfg_.max_qido_results}});
@@ -629,9 +678,10 @@ Response DicomWebService::capabilities() {
   return r;
 }
 
-// WADO-RS frames (PS3.18 10.4.1.1.3): the frames as stored, one part each.
-// Native pixel data: application/octet-stream; compressed: the stored
-// syntax, named in each part's Content-Type (no transcoding yet).
+// WADO-RS frames (PS3.18 10.4.1.1.3): one part per frame. Native pixel
+// data as application/octet-stream; compressed frames as stored when their
+// syntax is accepted, decoded to native pixels (in the codec worker) when
+// raw pixels are asked for.
 Response DicomWebService::frames(Request& req, const CallContext& ctx, const std::string& study,
                                  const std::string& series, const std::string& instance, const std::string& list) {
   std::vector<int> numbers;
@@ -644,22 +694,40 @@ Response DicomWebService::frames(Request& req, const CallContext& ctx, const std
     numbers.push_back(*n);
     start = comma + 1;
   }
+  auto choice = acceptedFrameSyntaxes(req.header("accept"));
+  if (!choice.ok()) return error(400, choice.status().message());
   OneInstance one;
   if (auto refusal = readOne(ctx, "wado-frames", study, series, instance, one)) return *refusal;
-  std::string ts;
-  auto got = renderer_.frames(one.bytes, numbers, ts);
+  auto stored = dicom::parsePart10(one.bytes);
+  if (!stored.ok()) return error(500, "stored object unreadable");
+  const std::string& ts = stored->transfer_syntax;
+  const Delivery d = chooseFrameDelivery(*choice, ts, renderer_.canTranscode(ts));
+  if (d == Delivery::kRefuse) {
+    retrieve_.audit(ctx, "wado-frames", study, 0, "failure", "not acceptable", one.rule);
+    return error(406, "frames are stored as " + ts + ", which cannot be given in the accepted types");
+  }
+  std::string ts_out;
+  auto got = renderer_.frames(one.bytes, numbers, d == Delivery::kTranscode, ts_out);
   retrieve_.audit(ctx, "wado-frames", study, got.ok() ? static_cast<uint32_t>(got->size()) : 0,
                   got.ok() ? "success" : "failure", got.ok() ? "" : got.status().message(), one.rule);
-  if (!got.ok()) return error(got.status().code() == StatusCode::kNotFound ? 404 : 406, got.status().message());
-  const bool native = ts == "1.2.840.10008.1.2" || ts == "1.2.840.10008.1.2.1" || ts == "1.2.840.10008.1.2.2";
-  const std::string accept = req.header("accept");
-  if (!native && !accept.empty() && accept.find("*/*") == std::string::npos &&
-      accept.find("transfer-syntax=*") == std::string::npos && accept.find(ts) == std::string::npos)
-    return error(406, "frames are served in their stored syntax " + ts + " (no transcoding yet)");
-  const std::string part_type = native ? "application/octet-stream" : "application/octet-stream; transfer-syntax=" + ts;
+  if (!got.ok())
+    return error(got.status().code() == StatusCode::kNotFound          ? 404
+                 : got.status().code() == StatusCode::kInvalidArgument ? 406
+                                                                       : 500,
+                 got.status().message());
+  const bool raw = d == Delivery::kTranscode || !dicom::isEncapsulatedSyntax(ts);
+  std::string part_type = "application/octet-stream; transfer-syntax=" + std::string(kExplicitLittle);
+  if (!raw) {
+    auto named = choice->syntaxes.find(ts);
+    part_type = (named != choice->syntaxes.end() ? named->second : "application/octet-stream") +
+                "; transfer-syntax=" + ts;
+  }
   const std::string boundary = "bastion-" + randomHex(16);
+  const std::string outer = raw || part_type.rfind("application/octet-stream", 0) == 0
+                                ? "application/octet-stream"
+                                : part_type.substr(0, part_type.find(';'));
   Response r;
-  r.set("Content-Type", "multipart/related; type=\"application/octet-stream\"; boundary=" + boundary);
+  r.set("Content-Type", "multipart/related; type=\"" + outer + "\"; boundary=" + boundary);
   for (const auto& f : *got) {
     r.body += "--" + boundary + "\r\nContent-Type: " + part_type + "\r\n\r\n";
     r.body.append(reinterpret_cast<const char*>(f.data()), f.size());

@@ -7,7 +7,9 @@
 #pragma once
 
 #include "audit/audit_store.h"
+#include "guard/rate_limiter.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -24,6 +26,8 @@ struct DicomWebConfig {
   uint64_t max_object_size = 1ull << 30;
   size_t max_parts = 10000;
   bool secure_cookie = true;
+  double user_rate_per_s = 0;  // requests per second and burst per authenticated user (0: no limit)
+  double user_rate_burst = 0;
 };
 
 class DicomWebService {
@@ -39,7 +43,8 @@ class DicomWebService {
         remove_(remove),
         audit_(audit),
         clock_(clock),
-        renderer_(renderer) {}
+        renderer_(renderer),
+        user_limiter_(guard::RateLimiter::Limits{cfg_.user_rate_per_s, std::max(1.0, cfg_.user_rate_burst), 100000}) {}
   Response handle(Request& req);
   // Enables GET /api/audit (search of the audit trail, read_audit permission).
   void setAuditTrail(audit::AuditStore* trail) { trail_ = trail; }
@@ -86,6 +91,7 @@ class DicomWebService {
   AuditLog& audit_;
   const Clock& clock_;
   InstanceRenderer& renderer_;
+  guard::RateLimiter user_limiter_;  // used when cfg_.user_rate_per_s > 0
 };
 
 // The CSRF token bound to a session token (sent with the login response,

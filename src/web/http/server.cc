@@ -9,9 +9,11 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <algorithm>
 #include <condition_variable>
 
 #include "crypto/tls_policy.h"
+#include "guard/rate_limiter.h"
 
 namespace bastion::web {
 
@@ -42,6 +44,7 @@ struct HttpsServer::Impl {
   std::map<int, tcp::socket*> open;  // native fd -> socket, guarded by mu
   size_t active = 0;                 // connection threads running, guarded by mu
   std::atomic<bool> stopping{false};
+  std::unique_ptr<guard::RateLimiter> limiter;  // per source address, if configured
 
   void acceptLoop();
   void serve(tcp::socket socket);
@@ -109,6 +112,9 @@ void linger(beast::ssl_stream<tcp::socket&>& stream) {
 HttpsServer::HttpsServer(HttpsConfig config, Handler handler) : impl_(std::make_unique<Impl>()) {
   impl_->cfg = std::move(config);
   impl_->handler = std::move(handler);
+  if (impl_->cfg.rate_per_s > 0)
+    impl_->limiter = std::make_unique<guard::RateLimiter>(guard::RateLimiter::Limits{
+        impl_->cfg.rate_per_s, std::max(1.0, impl_->cfg.rate_burst), 100000});
 }
 
 HttpsServer::~HttpsServer() { stop(); }
@@ -247,7 +253,16 @@ bool HttpsServer::Impl::handleOne(beast::ssl_stream<tcp::socket&>& stream, beast
     out.resize(out.size() - parser.get().body().size);
     return okStatus();
   };
-  Response res = handler(req);
+  Response res;
+  const auto admitted = limiter ? limiter->admit(peer, std::chrono::steady_clock::now()) : guard::RateLimiter::Decision{};
+  if (!admitted.allowed) {
+    res = {429, {}, "{\"error\":\"too many requests\"}\n", {}};
+    res.set("Content-Type", "application/json");
+    res.set("Retry-After", std::to_string(std::max<int64_t>(1, (admitted.retry_after.count() + 999) / 1000)));
+    if (admitted.first_refusal && cfg.on_throttled) cfg.on_throttled(peer);
+  } else {
+    res = handler(req);
+  }
   // Drain what the handler left unread (bounded), or close the connection.
   bool keep = h.keep_alive() && !body_failed;
   Bytes sink;

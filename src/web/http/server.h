@@ -60,6 +60,12 @@ struct HttpsConfig {
   size_t max_header_bytes = 16384;
   uint64_t max_body_bytes = 4ull << 30;
   int idle_timeout_s = 30;
+  // Requests per second and burst per source address (0: no limit). Over
+  // the limit: 429 with Retry-After, and `on_throttled(peer)` once per
+  // episode (for the audit trail).
+  double rate_per_s = 0;
+  double rate_burst = 0;
+  std::function<void(const std::string& peer)> on_throttled;
 };
 
 class HttpsServer {
