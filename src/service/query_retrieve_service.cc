@@ -106,6 +106,43 @@ StatusOr<Bytes> RetrieveService::read(const InstanceLocation& loc) {
   return data;
 }
 
+namespace {
+
+class VerifyingStream final : public RetrieveService::ObjectStream {
+ public:
+  VerifyingStream(std::unique_ptr<BlobReader> reader, std::string sha256_hex, std::string id)
+      : reader_(std::move(reader)), expected_(std::move(sha256_hex)), id_(std::move(id)) {}
+  uint64_t size() const override { return reader_->size(); }
+  StatusOr<size_t> read(std::span<uint8_t> out) override {
+    if (done_) return size_t{0};
+    ASSIGN_OR_RETURN(size_t n, reader_->read(offset_, out));
+    if (n == 0) {
+      if (offset_ != reader_->size()) return dataLoss("object " + id_ + " shorter than recorded");
+      done_ = true;
+      if (toHex(hash_.finish()) != expected_) return dataLoss("object " + id_ + " digest mismatch");
+      return size_t{0};
+    }
+    hash_.update(ByteView(out.data(), n));
+    offset_ += n;
+    return n;
+  }
+
+ private:
+  std::unique_ptr<BlobReader> reader_;
+  const std::string expected_, id_;
+  crypto::Sha256 hash_;
+  uint64_t offset_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<RetrieveService::ObjectStream>> RetrieveService::openStream(const InstanceLocation& loc) {
+  ASSIGN_OR_RETURN(auto reader, d_.blobs.open(loc.blob_id));
+  if (reader->size() > d_.limits.max_object_size + (1 << 20)) return resourceExhausted("object over the size limit");
+  return std::unique_ptr<ObjectStream>(std::make_unique<VerifyingStream>(std::move(reader), loc.sha256_hex, loc.blob_id));
+}
+
 void RetrieveService::audit(const CallContext& ctx, const std::string& action, const std::string& study_uid,
                             uint32_t count, const std::string& outcome, const std::string& detail,
                             const std::string& rule) {

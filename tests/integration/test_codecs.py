@@ -282,3 +282,39 @@ def test_hostile_compressed_data_gets_an_error_and_the_server_keeps_serving(code
     # Each failure is in the audit trail with its reason.
     failures = [e for e in s.audit_events("--action", "wado-rendered") if e["outcome"] == "failure"]
     assert any("cannot" in e.get("detail", "") for e in failures)
+
+
+def test_large_objects_stream_segment_by_segment_and_a_bad_segment_aborts(codec, tmp_path):
+    """Over 8 MiB, WADO-RS decrypts and authenticates segment by segment as it sends; a tampered
+    segment ends the response early (never altered bytes) and raises an integrity record."""
+    import numpy as np
+    h, tok, s = codec["https"], codec["token"], codec["server"]
+    src = pydicom.dcmread(str(SAMPLES / "MR_small.dcm"))
+    frames = 80  # 80 x 256 x 256 x 2 bytes = 10 MiB
+    rng = np.random.default_rng(7)
+    src.NumberOfFrames, src.Rows, src.Columns, src.PatientID = frames, 256, 256, "PCODEC"
+    src.PixelData = rng.integers(0, 4096, size=(frames, 256, 256), dtype=np.uint16).tobytes()
+    study = PREFIX + "92.1"
+    src.StudyInstanceUID, src.SeriesInstanceUID, src.SOPInstanceUID = study, study + ".1", study + ".1.1"
+    src.file_meta.MediaStorageSOPInstanceUID = src.SOPInstanceUID
+    f = tmp_path / "big.dcm"
+    src.save_as(str(f))
+    blobs = codec["server"].data / "blobs" / "objects"
+    before = set(blobs.rglob("*-*-*-*-*"))
+    body, headers = multipart([f])
+    assert h.json("POST", "/dicom-web/studies", token=tok, body=body, headers=headers)[0] == 200
+    path = "/dicom-web/studies/%s/series/%s/instances/%s" % (study, study + ".1", src.SOPInstanceUID)
+    [(headers, data)] = get_parts(codec, path, DICOM_ANY)
+    assert int(headers["content-length"]) == len(data) and pydicom.dcmread(io.BytesIO(data)) == pydicom.dcmread(str(f))
+    # Flip one byte in the middle of its blob: the first segments still go out, then the response stops.
+    [blob] = set(blobs.rglob("*-*-*-*-*")) - before
+    raw = bytearray(blob.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    blob.write_bytes(bytes(raw))
+    import http.client
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        h.request("GET", path, token=tok, headers={"Accept": DICOM_ANY})
+    assert 0 < len(cut.value.partial) < len(data)  # streamed up to the bad segment, not buffered
+    assert s.alive()
+    alerts = [e for e in s.audit_events("--action", "integrity") if e.get("study") == study]
+    assert alerts and alerts[-1]["outcome"] == "failure" and "authentication" in alerts[-1]["detail"]

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -119,6 +121,19 @@ class RetrieveService {
   // Decrypts and verifies one stored object (Part-10 bytes). kDataLoss if a
   // segment or the recorded SHA-256 does not verify: never altered bytes.
   StatusOr<Bytes> read(const InstanceLocation& loc);
+  // The same object as a stream, for objects too large to hold whole: each
+  // segment is decrypted and authenticated as it is read (kDataLoss on a
+  // failed tag, at that point), and the recorded SHA-256 is checked when
+  // the end is reached: a mismatch is a kDataLoss instead of the end. A
+  // caller that has sent bytes already must then abort what it was sending.
+  class ObjectStream {
+   public:
+    virtual ~ObjectStream() = default;
+    virtual uint64_t size() const = 0;
+    // Reads the next bytes (up to out.size()); 0 at the verified end.
+    virtual StatusOr<size_t> read(std::span<uint8_t> out) = 0;
+  };
+  StatusOr<std::unique_ptr<ObjectStream>> openStream(const InstanceLocation& loc);
   // Records the outcome of a retrieval.
   void audit(const CallContext& ctx, const std::string& action, const std::string& study_uid, uint32_t count,
              const std::string& outcome, const std::string& detail, const std::string& rule = "");

@@ -17,6 +17,9 @@ namespace bastion::web {
 namespace {
 
 constexpr const char* kCookie = "__Host-bastion-session";
+// WADO-RS streams objects larger than this segment by segment, in chunks of kStreamChunk.
+constexpr uint64_t kStreamObjectsAbove = 8ull << 20;
+constexpr size_t kStreamChunk = 256 << 10;
 
 Response json(int status, const nlohmann::json& body, const char* type = "application/json") {
   Response r;
@@ -479,10 +482,15 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
   }
   const std::string boundary = "bastion-" + randomHex(16);
   auto list = std::make_shared<std::vector<InstanceLocation>>(std::move(sel->instances));
-  auto next = std::make_shared<size_t>(0);
-  auto sent = std::make_shared<uint32_t>(0);
-  // The next objects are decrypted, verified (and transcoded) while this one is on the wire.
-  auto fetch = std::make_shared<Prefetcher>(list->size(), [this, list, transcode](size_t i) -> StatusOr<Bytes> {
+  // Large objects sent as stored are streamed segment by segment (each
+  // authenticated as it is read, the digest checked at the end); the others
+  // are read whole, decrypted, verified (and transcoded) by the prefetcher
+  // while the previous one is on the wire.
+  auto streamed = std::make_shared<std::vector<bool>>();
+  for (size_t i = 0; i < list->size(); ++i)
+    streamed->push_back(!(*transcode)[i] && (*list)[i].size > kStreamObjectsAbove);
+  auto fetch = std::make_shared<Prefetcher>(list->size(), [this, list, transcode, streamed](size_t i) -> StatusOr<Bytes> {
+    if ((*streamed)[i]) return Bytes();
     ASSIGN_OR_RETURN(Bytes stored, retrieve_.read((*list)[i]));
     if (!(*transcode)[i]) return stored;
     return renderer_.transcode(stored);
@@ -500,30 +508,56 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
            : s.code() == StatusCode::kInvalidArgument ? error(406, s.message())
                                                       : error(500, "retrieve failed");
   }
+  struct State {
+    size_t next = 0;
+    uint32_t sent = 0;
+    std::unique_ptr<RetrieveService::ObjectStream> current;  // the object being streamed, if any
+  };
+  auto st = std::make_shared<State>();
   Response r;
   r.set("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
-  r.stream = [this, ctx, list, next, sent, fetch, first, boundary, study, rule,
-              transcode](std::string& chunk) -> StatusOr<bool> {
-    if (*next >= list->size()) {
+  r.stream = [this, ctx, list, st, fetch, first, boundary, study, rule, transcode,
+              streamed](std::string& chunk) -> StatusOr<bool> {
+    const auto fail = [&](const Status& s, const std::string& study_uid) {
+      const bool integrity = s.code() == StatusCode::kDataLoss;
+      retrieve_.audit(ctx, integrity ? "integrity" : "wado", study_uid, st->sent, "failure", s.toString(), rule);
+      return s;
+    };
+    if (st->current) {
+      chunk.resize(kStreamChunk);
+      auto n = st->current->read(std::span<uint8_t>(reinterpret_cast<uint8_t*>(chunk.data()), chunk.size()));
+      if (!n.ok()) return fail(n.status(), (*list)[st->next - 1].study_uid);
+      chunk.resize(*n);
+      if (*n == 0) {
+        chunk = "\r\n";
+        st->current.reset();
+        ++st->sent;
+      }
+      return true;
+    }
+    if (st->next >= list->size()) {
       chunk = "--" + boundary + "--\r\n";
-      retrieve_.audit(ctx, "wado", study, *sent, "success", "", rule);
+      retrieve_.audit(ctx, "wado", study, st->sent, "success", "", rule);
       return false;
     }
-    const size_t i = (*next)++;
+    const size_t i = st->next++;
     const InstanceLocation& loc = (*list)[i];
     auto bytes = i == 0 ? std::move(*first) : fetch->next();
-    if (!bytes.ok()) {
-      const bool integrity = bytes.status().code() == StatusCode::kDataLoss;
-      retrieve_.audit(ctx, integrity ? "integrity" : "wado", loc.study_uid, *sent, "failure",
-                      bytes.status().toString(), rule);
-      return bytes.status();
+    if (!bytes.ok()) return fail(bytes.status(), loc.study_uid);
+    uint64_t length = bytes->size();
+    if ((*streamed)[i]) {
+      auto opened = retrieve_.openStream(loc);
+      if (!opened.ok()) return fail(opened.status(), loc.study_uid);
+      st->current = std::move(opened).value();
+      length = st->current->size();
     }
     chunk = "--" + boundary + "\r\nContent-Type: application/dicom; transfer-syntax=" +
             ((*transcode)[i] ? std::string(kExplicitLittle) : loc.transfer_syntax) +
-            "\r\nContent-Length: " + std::to_string(bytes->size()) + "\r\n\r\n";
+            "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+    if (st->current) return true;
     chunk.append(reinterpret_cast<const char*>(bytes->data()), bytes->size());
     chunk += "\r\n";
-    ++*sent;
+    ++st->sent;
     return true;
   };
   return r;
