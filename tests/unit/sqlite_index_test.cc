@@ -168,7 +168,29 @@ TEST_F(SqliteIndexTest, ConcurrentWritersAreGroupCommitted) {
   EXPECT_EQ(*index_->instanceCount(), 205u);
 }
 
+TEST_F(SqliteIndexTest, MetadataCacheIsBoundToItsContextAndGoesWithTheStudy) {
+  const std::string json = R"({"00100010":{"vr":"PN","Value":[{"Alphabetic":"SMITH^JOHN"}]}})";
+  ASSERT_TRUE(index_->putCachedMetadata({{"1.1.1.1", "/prefix-a", json}, {"9.9.9", "/prefix-a", json}}).ok());
+  auto got = index_->cachedMetadata({{"1.1.1.1", "/prefix-a"}, {"1.1.1.1", "/prefix-b"}, {"1.1.1.2", "/prefix-a"},
+                                     {"9.9.9", "/prefix-a"}});
+  ASSERT_TRUE(got.ok()) << got.status().toString();
+  ASSERT_EQ(got->size(), 4u);
+  EXPECT_EQ((*got)[0], json);
+  EXPECT_FALSE((*got)[1]);  // another bulk data prefix: a miss, not the old JSON
+  EXPECT_FALSE((*got)[2]);  // never cached
+  EXPECT_FALSE((*got)[3]);  // no such instance: nothing was kept for it
+  // Replaced for the new context.
+  ASSERT_TRUE(index_->putCachedMetadata({{"1.1.1.1", "/prefix-b", "{}"}}).ok());
+  EXPECT_EQ((*index_->cachedMetadata({{"1.1.1.1", "/prefix-b"}}))[0], "{}");
+  EXPECT_FALSE((*index_->cachedMetadata({{"1.1.1.1", "/prefix-a"}}))[0]);
+  // Deleting the study deletes its cached JSON; storing the instance again starts empty.
+  ASSERT_TRUE(index_->deleteStudy("1.1").ok());
+  ASSERT_TRUE(index_->putInstance(rec("PID1", "SMITH^JOHN", "1.1", "1.1.1", "1.1.1.1", "20200105", "CT")).ok());
+  EXPECT_FALSE((*index_->cachedMetadata({{"1.1.1.1", "/prefix-b"}}))[0]);
+}
+
 TEST_F(SqliteIndexTest, DatabaseFileHoldsNoPhiInPlaintext) {
+  ASSERT_TRUE(index_->putCachedMetadata({{"1.2.1.1", "/p", R"({"00100010":"SMITH^JOHN PID1 ACC-1.2"})"}}).ok());
   index_.reset();  // checkpoint-free close; the WAL may hold data too
   std::string all;
   for (const char* suffix : {"", "-wal"}) {

@@ -115,6 +115,20 @@ class Index {
   // if it has no other study) in one transaction; returns what was removed,
   // so that the caller can remove the blobs.
   virtual StatusOr<std::vector<InstanceLocation>> deleteStudy(const std::string& study_uid) = 0;
+
+  // A cache of each instance's DICOM JSON (WADO-RS metadata), sealed like
+  // PHI. An entry is keyed by SOP Instance UID and bound to `context` (what
+  // else the JSON depends on, e.g. its bulk data URI prefix): asked for with
+  // another context, it is a miss. Derived data: misses are not errors.
+  struct CachedMetadata {
+    std::string sop_uid, context, json;
+  };
+  // For each (sop_uid, context) of `wanted`, in order: the JSON, or nullopt.
+  virtual StatusOr<std::vector<std::optional<std::string>>> cachedMetadata(
+      const std::vector<std::pair<std::string, std::string>>& wanted) = 0;
+  // Stores entries (replacing older ones) in one transaction; entries for
+  // instances no longer in the index are dropped.
+  virtual Status putCachedMetadata(const std::vector<CachedMetadata>& entries) = 0;
 };
 
 }  // namespace bastion

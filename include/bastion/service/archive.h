@@ -134,6 +134,15 @@ class RetrieveService {
     virtual StatusOr<size_t> read(std::span<uint8_t> out) = 0;
   };
   StatusOr<std::unique_ptr<ObjectStream>> openStream(const InstanceLocation& loc);
+  // The index's cache of instances' DICOM JSON (Index::cachedMetadata):
+  // only for instances select() returned to the same caller.
+  StatusOr<std::vector<std::optional<std::string>>> cachedMetadata(
+      const std::vector<std::pair<std::string, std::string>>& wanted) {
+    return d_.index.cachedMetadata(wanted);
+  }
+  Status cacheMetadata(const std::vector<Index::CachedMetadata>& entries) {
+    return d_.index.putCachedMetadata(entries);
+  }
   // Records the outcome of a retrieval.
   void audit(const CallContext& ctx, const std::string& action, const std::string& study_uid, uint32_t count,
              const std::string& outcome, const std::string& detail, const std::string& rule = "");

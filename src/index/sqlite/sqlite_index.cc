@@ -658,7 +658,9 @@ StatusOr<std::vector<InstanceLocation>> SqliteIndex::deleteStudy(const std::stri
       if (!row) return notFound("no such study");
       const int64_t pk = find.i64(0), patient = find.i64(1);
       find.reset();
-      for (const char* sql : {"DELETE FROM instance WHERE series_pk IN (SELECT pk FROM series WHERE study_pk = ?)",
+      for (const char* sql : {"DELETE FROM instance_metadata WHERE instance_pk IN (SELECT i.pk FROM instance i JOIN "
+                              "series s ON i.series_pk = s.pk WHERE s.study_pk = ?)",
+                              "DELETE FROM instance WHERE series_pk IN (SELECT pk FROM series WHERE study_pk = ?)",
                               "DELETE FROM series WHERE study_pk = ?", "DELETE FROM study_token WHERE study_pk = ?",
                               "DELETE FROM study WHERE pk = ?"}) {
         ASSIGN_OR_RETURN(Stmt st, writer_->prepare(sql));
@@ -750,6 +752,57 @@ StatusOr<std::optional<DicomNode>> SqliteIndex::find(const std::string& ae) {
   for (auto& n : all)
     if (n.ae_title == ae) return std::optional<DicomNode>(std::move(n));
   return std::optional<DicomNode>();
+}
+
+namespace {
+std::string metadataIdentity(const std::string& sop_uid, const std::string& context) {
+  return "instance-metadata|" + sop_uid + "|" + context;
+}
+}  // namespace
+
+StatusOr<std::vector<std::optional<std::string>>> SqliteIndex::cachedMetadata(
+    const std::vector<std::pair<std::string, std::string>>& wanted) {
+  std::vector<std::optional<std::string>> out;
+  out.reserve(wanted.size());
+  std::lock_guard lock(read_mu_);
+  ASSIGN_OR_RETURN(Stmt st, reader_->prepare("SELECT m.sealed FROM instance_metadata m JOIN instance i "
+                                             "ON i.pk = m.instance_pk WHERE i.sop_uid = ?"));
+  for (const auto& [sop_uid, context] : wanted) {
+    st.bind(1, sop_uid);
+    ASSIGN_OR_RETURN(bool row, st.step());
+    std::optional<std::string> json;
+    if (row) {
+      auto fields = phi_.open(metadataIdentity(sop_uid, context), st.blob(0));
+      if (fields.ok() && fields->size() == 1) json = std::move((*fields)[0]);
+    }
+    st.reset();
+    out.push_back(std::move(json));
+  }
+  return out;
+}
+
+Status SqliteIndex::putCachedMetadata(const std::vector<CachedMetadata>& entries) {
+  if (entries.empty()) return okStatus();
+  return withWriter([&]() -> Status {
+    RETURN_IF_ERROR(writer_->exec("BEGIN IMMEDIATE"));
+    Status s = [&]() -> Status {
+      ASSIGN_OR_RETURN(Stmt st, writer_->prepare("INSERT OR REPLACE INTO instance_metadata(instance_pk, sealed) "
+                                                 "SELECT pk, ? FROM instance WHERE sop_uid = ?"));
+      for (const auto& e : entries) {
+        const Bytes sealed = phi_.seal(metadataIdentity(e.sop_uid, e.context), {e.json});
+        st.bind(1, ByteView(sealed));
+        st.bind(2, e.sop_uid);
+        RETURN_IF_ERROR(st.run());
+        st.reset();
+      }
+      return okStatus();
+    }();
+    if (!s.ok()) {
+      (void)writer_->exec("ROLLBACK");
+      return s;
+    }
+    return writer_->exec("COMMIT");
+  });
 }
 
 }  // namespace bastion::index

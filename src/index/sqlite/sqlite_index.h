@@ -32,6 +32,9 @@ class SqliteIndex final : public Index, public NodeRegistry {
   Status setMeta(const std::string& name, const std::string& value);
   StatusOr<PatientRef> patientOfStudy(const std::string& study_uid) override;
   StatusOr<std::vector<InstanceLocation>> deleteStudy(const std::string& study_uid) override;
+  StatusOr<std::vector<std::optional<std::string>>> cachedMetadata(
+      const std::vector<std::pair<std::string, std::string>>& wanted) override;
+  Status putCachedMetadata(const std::vector<CachedMetadata>& entries) override;
 
   Status add(const DicomNode& node) override;
   Status remove(const std::string& ae_title) override;

@@ -595,27 +595,55 @@ Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, con
     return sel.status().code() == StatusCode::kPermissionDenied ? error(404, "not found")
                                                                 : error(500, "retrieve failed");
   auto list = std::make_shared<std::vector<InstanceLocation>>(std::move(sel->instances));
-  auto next = std::make_shared<size_t>(0);
-  auto fetch = std::make_shared<std::unique_ptr<Prefetcher>>();
+  // Each instance's JSON comes from the index's cache when it has it for
+  // this bulk data URI prefix; the others are made from the stored objects
+  // (read and verified by the prefetcher) and cached at the end.
   const std::string base = cfg_.base_url + "/dicom-web", rule = sel->rule;
+  std::vector<std::pair<std::string, std::string>> wanted;
+  for (const auto& loc : *list)
+    wanted.emplace_back(loc.sop_uid, base + "/studies/" + loc.study_uid + "/series/" + loc.series_uid +
+                                         "/instances/" + loc.sop_uid + "/bulkdata");
+  auto cached = retrieve_.cachedMetadata(wanted);
+  auto hits = std::make_shared<std::vector<std::optional<std::string>>>(
+      cached.ok() ? std::move(cached).value() : std::vector<std::optional<std::string>>(list->size()));
+  auto misses = std::make_shared<std::vector<size_t>>();
+  for (size_t i = 0; i < list->size(); ++i)
+    if (!(*hits)[i]) misses->push_back(i);
+  auto fetch = std::make_shared<std::unique_ptr<Prefetcher>>();
+  auto fresh = std::make_shared<std::vector<Index::CachedMetadata>>();
+  auto next = std::make_shared<size_t>(0);
+  auto prefixes = std::make_shared<decltype(wanted)>(std::move(wanted));
   Response r;
   r.set("Content-Type", "application/dicom+json");
-  r.stream = [this, ctx, list, next, fetch, base, study, rule](std::string& chunk) -> StatusOr<bool> {
+  r.stream = [this, ctx, list, next, fetch, hits, misses, fresh, prefixes, study,
+              rule](std::string& chunk) -> StatusOr<bool> {
     if (*next >= list->size()) {
-      chunk = "]";
+      chunk = list->empty() ? "[]" : "]";
+      (void)retrieve_.cacheMetadata(*fresh);  // derived data: a failure only costs the next request
       retrieve_.audit(ctx, "wado-metadata", study, static_cast<uint32_t>(list->size()), "success", "", rule);
       return false;
     }
+    const size_t i = (*next)++;
+    chunk = i == 0 ? "[" : ",";
+    if (auto& hit = (*hits)[i]) {
+      chunk += *hit;
+      hit.reset();
+      return true;
+    }
     if (!*fetch)
-      *fetch =
-          std::make_unique<Prefetcher>(list->size(), [this, list](size_t i) { return retrieve_.read((*list)[i]); });
-    const InstanceLocation& loc = (*list)[*next];
-    ASSIGN_OR_RETURN(Bytes bytes, (*fetch)->next());
-    const std::string prefix =
-        base + "/studies/" + loc.study_uid + "/series/" + loc.series_uid + "/instances/" + loc.sop_uid + "/bulkdata";
-    ASSIGN_OR_RETURN(std::string obj, renderer_.metadata(bytes, 1024, prefix));
-    chunk = (*next == 0 ? "[" : ",") + obj;
-    ++*next;
+      *fetch = std::make_unique<Prefetcher>(misses->size(), [this, list, misses](size_t k) {
+        return retrieve_.read((*list)[(*misses)[k]]);
+      });
+    auto bytes = (*fetch)->next();
+    if (!bytes.ok()) {
+      retrieve_.audit(ctx, bytes.status().code() == StatusCode::kDataLoss ? "integrity" : "wado-metadata",
+                      (*list)[i].study_uid, 0, "failure", bytes.status().toString(), rule);
+      return bytes.status();
+    }
+    const std::string& prefix = (*prefixes)[i].second;
+    ASSIGN_OR_RETURN(std::string obj, renderer_.metadata(*bytes, 1024, prefix));
+    chunk += obj;
+    fresh->push_back({(*list)[i].sop_uid, prefix, std::move(obj)});
     return true;
   };
   return r;
