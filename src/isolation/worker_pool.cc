@@ -128,8 +128,8 @@ std::string WorkerPool::stop(Worker& w, bool kill_first) {
   }
   w.pid = -1;
   if (r < 0) return "gone";
-  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-  return "exit status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("killed by signal ").append(std::to_string(WTERMSIG(status)));
+  return std::string("exit status ").append(std::to_string(WEXITSTATUS(status)));
 }
 
 Status WorkerPool::exchange(Worker& w, uint32_t op, std::span<const uint32_t> args, ByteView payload,

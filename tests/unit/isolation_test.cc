@@ -32,7 +32,8 @@ WorkerPoolOptions options(const char* exe, std::vector<std::string> args = {}) {
 TEST(WorkerPool, CarriesRequestsAndAnswersAndReusesWorkers) {
   WorkerPool pool(options("/bin/cat"));
   for (int i = 0; i < 20; ++i) {
-    const std::string text = "payload " + std::to_string(i) + std::string(static_cast<size_t>(i) * 5000, 'x');
+    const std::string text =
+        std::string("payload ").append(std::to_string(i)).append(static_cast<size_t>(i) * 5000, 'x');
     auto answer = pool.call(0, {}, asBytes(text));
     ASSERT_TRUE(answer.ok()) << answer.status().toString();
     EXPECT_EQ(std::string(answer->begin(), answer->end()), text);

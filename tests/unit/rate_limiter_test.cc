@@ -31,7 +31,7 @@ TEST(RateLimiter, AdmitsTheBurstThenTheRateAndSaysWhenToRetry) {
 TEST(RateLimiter, ForgetsIdleKeysAndStaysBounded) {
   RateLimiter r({100, 10, 50});
   const R::time_point t0{};
-  for (int i = 0; i < 500; ++i) r.admit("k" + std::to_string(i), t0 + std::chrono::milliseconds(i));
+  for (int i = 0; i < 500; ++i) r.admit(std::string("k").append(std::to_string(i)), t0 + std::chrono::milliseconds(i));
   EXPECT_LE(r.tracked(), 50u);
   // A refused key keeps its state while it is active.
   for (int i = 0; i < 11; ++i) r.admit("busy", t0 + 600ms);

@@ -116,7 +116,7 @@ StatusOr<std::vector<Bytes>> IsolatedRenderer::frames(ByteView part10, const std
   if (!isDecodableSyntax(ts_out)) return invalidArgument("cannot decode transfer syntax " + ts_out);
   std::vector<uint32_t> args;
   for (int n : numbers) {
-    if (n < 1) return notFound("no frame " + std::to_string(n));
+    if (n < 1) return notFound(std::string("no frame ").append(std::to_string(n)));
     args.push_back(static_cast<uint32_t>(n));
   }
   ASSIGN_OR_RETURN(Bytes answer, pool_.call(kCodecFrames, args, part10));
