@@ -14,7 +14,7 @@ test_tools=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-pydicom python3-pytest python3-numpy
   stunnel4 sslscan clang libclang-rt-14-dev procps iproute2 libxml2-dev libxml2-utils rsyslog rsyslog-gnutls
-  oathtool python3-jwt python3-cryptography
+  oathtool python3-jwt python3-cryptography sqlmap
 )
 
 # Peers and load tools for bench/compare.sh (../shared/bench).

@@ -3,6 +3,7 @@ WADO-RS on the same services, index and Policy as DIMSE, with curl-free
 stdlib HTTPS clients and the DCMTK tools on the DIMSE side."""
 import io
 import json
+import re
 import socket
 import ssl
 import time
@@ -409,3 +410,26 @@ def test_request_rate_limits_per_source_and_per_user(tmp_path):
         assert [e["user"] for e in throttled] == ["tech"], throttled
     finally:
         u.stop()
+
+
+def test_sqlmap_finds_no_injection_in_qido_parameters(web, tmp_path):
+    """sqlmap (Debian's) against every QIDO-RS parameter, with a valid token: nothing injectable."""
+    import os
+    s, tok = web["server"], web["tokens"]["tech"]
+    params = ["PatientName=WEB%5EONE", "PatientID=PWEB1", "StudyDate=20240101-20241231", "ModalitiesInStudy=CT",
+              "StudyInstanceUID=" + NORTH, "limit=10", "offset=0", "includefield=StudyDescription"]
+    url = "https://127.0.0.1:%d/dicom-web/studies?%s" % (s.https_port, "&".join(params))
+    r = run(["sqlmap", "-u", url, "--headers", "Authorization: Bearer " + tok, "--batch", "--level", "3",
+             "--risk", "2", "--threads", "4", "--disable-coloring", "--flush-session",
+             "--output-dir", str(tmp_path / "out"), "--tmp-dir", str(tmp_path)],
+            env=dict(os.environ, HOME=str(tmp_path)), timeout=1200, check=False)
+    out = r.stdout + r.stderr
+    (tmp_path / "sqlmap.txt").write_text(out)
+    for p in params:
+        name = p.split("=")[0]
+        assert "GET parameter '%s' does not seem to be injectable" % name in out, (name, out[:6000])
+    assert "all tested parameters do not appear to be injectable" in out, out[-3000:]
+    assert not re.search(r"appears to be '.*' injectable|is vulnerable", out), out[-3000:]
+    assert s.alive()
+    st, rows = web["https"].json("GET", "/dicom-web/studies?PatientID=PWEB1", token=tok)
+    assert st == 200 and [r["0020000D"]["Value"][0] for r in rows] == [NORTH]
