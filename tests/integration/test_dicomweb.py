@@ -433,3 +433,33 @@ def test_sqlmap_finds_no_injection_in_qido_parameters(web, tmp_path):
     assert s.alive()
     st, rows = web["https"].json("GET", "/dicom-web/studies?PatientID=PWEB1", token=tok)
     assert st == 200 and [r["0020000D"]["Value"][0] for r in rows] == [NORTH]
+
+
+def test_stow_parts_are_stored_concurrently_and_answered_in_order(web, tmp_path):
+    """A 60-part STOW-RS request: parts are stored on the store pool while the body is read; the
+    response lists every part in the order sent, failures (a non-DICOM part, a conflicting duplicate)
+    in place, and every acknowledged instance is found and retrieved intact."""
+    h, tok = web["https"], web["tokens"]["tech"]
+    study = PREFIX + "88.1"
+    files, sops = [], []
+    for i in range(60):
+        f = tmp_path / ("p%d.dcm" % i)
+        sop = "%s.1.%d" % (study, i)
+        instance(f, "PSTOWPAR", "STOW^PARALLEL", study, study + ".1", sop, seed=i, rows=32)
+        files.append(f)
+        sops.append(sop)
+    conflicting = tmp_path / "conflict.dcm"
+    instance(conflicting, "PSTOWPAR", "STOW^PARALLEL", study, study + ".1", sops[5], seed=999, rows=32)
+    body, headers = multipart(files[:30] + [b"not a DICOM file at all"] + files[30:] + [conflicting])
+    st, resp = h.json("POST", "/dicom-web/studies", token=tok, body=body, headers=headers)
+    assert st == 202, resp
+    stored = [i["00081155"]["Value"][0] for i in resp["00081199"]["Value"]]
+    assert stored == sops
+    failed = resp["00081198"]["Value"]
+    assert len(failed) == 2 and failed[1]["00081155"]["Value"][0] == sops[5]
+    st, rows = h.json("GET", "/dicom-web/studies/%s/instances?limit=1000" % study, token=tok)
+    assert sorted(r["00080018"]["Value"][0] for r in rows) == sorted(sops)
+    for i in (0, 5, 59):
+        st, hd, data = h.request("GET", "/dicom-web/studies/%s/series/%s.1/instances/%s" % (study, study, sops[i]),
+                                 token=tok, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+        assert st == 200 and pydicom.dcmread(io.BytesIO(parts(hd["content-type"], data)[0])) == pydicom.dcmread(str(files[i]))

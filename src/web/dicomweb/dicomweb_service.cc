@@ -9,6 +9,7 @@
 #include "dicom/parse/dicom_scanner.h"
 #include "service/prefetch.h"
 #include "web/dicomweb/negotiation.h"
+#include "web/dicomweb/ordered_jobs.h"
 #include "web/dicomweb/qido.h"
 #include "web/http/multipart.h"
 #include "web/http/query_string.h"
@@ -20,6 +21,8 @@ constexpr const char* kCookie = "__Host-bastion-session";
 // WADO-RS streams objects larger than this segment by segment, in chunks of kStreamChunk.
 constexpr uint64_t kStreamObjectsAbove = 8ull << 20;
 constexpr size_t kStreamChunk = 256 << 10;
+// STOW-RS parts being stored while the body is still read: at most this many bytes.
+constexpr uint64_t kStowBytesInFlight = 64ull << 20;
 
 Response json(int status, const nlohmann::json& body, const char* type = "application/json") {
   Response r;
@@ -397,26 +400,36 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
   Bytes part;
   bool oversize = false, part_ok = true;
   const std::string base = cfg_.base_url + "/dicom-web";
+  // Each part goes through the C-STORE path on the store pool while the
+  // next one is parsed: their durable writes overlap and group-commit. The
+  // response lists them in the order they came.
+  struct Outcome {
+    bool stored;
+    nlohmann::json item;
+  };
+  OrderedJobs<Outcome> jobs(store_pool_, kStowBytesInFlight);
   auto finish = [&]() -> Status {
-    auto p10 = dicom::parsePart10(part);
-    StoreService::StoredUids uids;
-    Status s = !part_ok   ? invalidArgument("part is not application/dicom")
-               : oversize ? resourceExhausted("instance over the size limit")
-                          : store_.storeFile(ctx, part, study, &uids).status();
-    const std::string cls = !uids.sop_class.empty() ? uids.sop_class : p10.ok() ? p10->media_sop_class : "";
-    const std::string inst = !uids.sop.empty() ? uids.sop : p10.ok() ? p10->media_sop_instance : "";
-    nlohmann::json item = {{"00081150", {{"vr", "UI"}, {"Value", {cls}}}},
-                           {"00081155", {{"vr", "UI"}, {"Value", {inst}}}}};
-    if (s.ok()) {
-      item["00081190"] = {
-          {"vr", "UR"},
-          {"Value", {base + "/studies/" + uids.study + "/series/" + uids.series + "/instances/" + uids.sop}}};
-      referenced.push_back(item);
-    } else {
-      item["00081197"] = {{"vr", "US"}, {"Value", {failureReasonFor(s)}}};
-      failed.push_back(item);
-    }
-    part.clear();
+    const Status early = !part_ok   ? invalidArgument("part is not application/dicom")
+                         : oversize ? resourceExhausted("instance over the size limit")
+                                    : okStatus();
+    jobs.submit(std::move(part), [this, &ctx, &study, &base, early](ByteView file) -> Outcome {
+      auto p10 = dicom::parsePart10(file);
+      StoreService::StoredUids uids;
+      const Status s = early.ok() ? store_.storeFile(ctx, file, study, &uids).status() : early;
+      const std::string cls = !uids.sop_class.empty() ? uids.sop_class : p10.ok() ? p10->media_sop_class : "";
+      const std::string inst = !uids.sop.empty() ? uids.sop : p10.ok() ? p10->media_sop_instance : "";
+      nlohmann::json item = {{"00081150", {{"vr", "UI"}, {"Value", {cls}}}},
+                             {"00081155", {{"vr", "UI"}, {"Value", {inst}}}}};
+      if (s.ok()) {
+        item["00081190"] = {
+            {"vr", "UR"},
+            {"Value", {base + "/studies/" + uids.study + "/series/" + uids.series + "/instances/" + uids.sop}}};
+      } else {
+        item["00081197"] = {{"vr", "US"}, {"Value", {failureReasonFor(s)}}};
+      }
+      return {s.ok(), std::move(item)};
+    });
+    part = Bytes();
     oversize = false;
     return okStatus();
   };
@@ -445,6 +458,7 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
     if (!s.ok()) return error(s.code() == StatusCode::kResourceExhausted ? 413 : 400, s.message());
   }
   if (Status s = parser.finish(); !s.ok()) return error(400, s.message());
+  for (auto& o : jobs.results()) (o.stored ? referenced : failed).push_back(std::move(o.item));
   nlohmann::json out = nlohmann::json::object();
   if (!referenced.empty()) out["00081199"] = {{"vr", "SQ"}, {"Value", referenced}};
   if (!failed.empty()) out["00081198"] = {{"vr", "SQ"}, {"Value", failed}};

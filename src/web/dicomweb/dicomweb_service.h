@@ -10,7 +10,9 @@
 #include "guard/rate_limiter.h"
 
 #include <algorithm>
+#include <boost/asio/thread_pool.hpp>
 #include <optional>
+#include <thread>
 #include <string>
 
 #include "bastion/auth/auth_service.h"
@@ -92,6 +94,8 @@ class DicomWebService {
   const Clock& clock_;
   InstanceRenderer& renderer_;
   guard::RateLimiter user_limiter_;  // used when cfg_.user_rate_per_s > 0
+  // Stores STOW-RS parts concurrently (their fsyncs overlap and group-commit).
+  boost::asio::thread_pool store_pool_{std::max(4u, 2 * std::thread::hardware_concurrency())};
 };
 
 // The CSRF token bound to a session token (sent with the login response,
