@@ -10,39 +10,17 @@ PB=${PB_HOME:-$ROOT/../shared/bench}
 export PB_WORK=${PB_WORK:-${TMPDIR:-/tmp}/bastion-peerbench}
 PORT=${BASTION_BENCH_PORT:-14262}
 ROUNDS=${ROUNDS:-3}
-EXTRA="$PB_WORK/data/extra90k_s310"
 "$ROOT/scripts/install-deps.sh" --bench
 "$ROOT/scripts/build.sh" release >/dev/null
-[ -f "$EXTRA/manifest.tsv" ] || /usr/bin/python3 "$PB/gen_dataset.py" --out "$EXTRA" --seed 310 --patients 9000 \
-  --studies 2 --series 1 --instances 5 --rows 64 --cols 64 >/dev/null
 source "$ROOT/bench/lib/start_bastion.sh"
+source "$ROOT/bench/lib/load_100k.sh"
+make_100k
 start_bastion bastion100k echo,store,find
 (cd "$PB" && TCP_NODELAY=1 ./start_orthanc.sh reset >/dev/null)
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true; (cd "$PB" && ./start_orthanc.sh stop >/dev/null)' EXIT
-TLSARGS=(+tls "$PKI/client.key" "$PKI/client.crt" +cf "$PKI/ca.crt")
-load() {  # $1 = label; storescu in 4 parallel processes over both sets
-  local dirs=("$PB_WORK/data/index10k" "$EXTRA") pids
-  for d in "${dirs[@]}"; do
-    pids=()
-    for shard in 0 1 2 3; do
-      find "$d" -name '*.dcm' | sort | awk -v s=$shard 'NR % 4 == s' > "$PB_WORK/run/shard$shard.lst"
-      if [ "$1" = bastion ]; then
-        xargs -a "$PB_WORK/run/shard$shard.lst" env TCP_NODELAY=1 storescu -aet PEERBENCH -aec BASTION "${TLSARGS[@]}" \
-          127.0.0.1 "$PORT" >/dev/null 2>&1 &
-      else
-        xargs -a "$PB_WORK/run/shard$shard.lst" env TCP_NODELAY=1 storescu -aet PEERBENCH -aec ORTHANC \
-          127.0.0.1 14242 >/dev/null 2>&1 &
-      fi
-      pids+=($!)
-    done
-    wait "${pids[@]}"  # not a bare wait: the server is a child too
-  done
-}
-[ -f "$PB_WORK/data/index10k/manifest.tsv" ] || /usr/bin/python3 "$PB/gen_dataset.py" --out "$PB_WORK/data/index10k" \
-  --seed 300 --patients 1000 --studies 2 --series 1 --instances 5 --rows 64 --cols 64 >/dev/null
 echo "# loading ~100k instances into Bastion and Orthanc"
-load bastion
-load orthanc
+load_100k bastion
+load_100k orthanc
 echo "# bastion instances: $(sqlite3 "$HOME_DIR/data/index.sqlite" 'select count(*) from instance')"
 echo "# orthanc: $(curl -s http://127.0.0.1:18042/statistics | tr -d '\n ')"
 export PB_RESULTS="$PB_WORK/results/find100k-$(date +%Y%m%d-%H%M%S).jsonl"
