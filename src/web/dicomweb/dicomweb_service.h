@@ -95,7 +95,7 @@ class DicomWebService {
   InstanceRenderer& renderer_;
   guard::RateLimiter user_limiter_;  // used when cfg_.user_rate_per_s > 0
   // Stores STOW-RS parts concurrently (their fsyncs overlap and group-commit).
-  boost::asio::thread_pool store_pool_{std::max(4u, 2 * std::thread::hardware_concurrency())};
+  boost::asio::thread_pool store_pool_{std::max(16u, 8 * std::thread::hardware_concurrency())};
 };
 
 // The CSRF token bound to a session token (sent with the login response,
