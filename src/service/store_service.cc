@@ -40,7 +40,11 @@ Status checkPixels(const dicom::ScanResult& s, bool encapsulated_ts, const Archi
   if (stored > bits || high >= bits) return invalidArgument("BitsStored/HighBit inconsistent with BitsAllocated");
   if (frames == 0 || frames > 1000000) return invalidArgument("NumberOfFrames out of range");
   // rows, cols < 2^16, spp <= 4, bits <= 64, frames <= 10^6: no overflow in 64 bits.
-  const uint64_t declared_bits = rows * cols * spp * bits * frames;
+  // YBR_FULL_422 / YBR_PARTIAL_422 native data: two chroma samples per two pixels
+  // (PS3.3 C.7.6.3.1.2), so 2 samples per pixel instead of 3.
+  const std::string photometric = value(s, tg::kPhotometricInterpretation);
+  const bool subsampled = spp == 3 && !encapsulated_ts && (photometric == "YBR_FULL_422" || photometric == "YBR_PARTIAL_422");
+  const uint64_t declared_bits = rows * cols * (subsampled ? 2 : spp) * bits * frames;
   const uint64_t declared = (declared_bits + 7) / 8;
   if (declared > limits.max_pixel_bytes) return resourceExhausted("declared pixel data exceeds the limit");
   if (!encapsulated_ts && !s.pixel.encapsulated && s.pixel.length < declared)

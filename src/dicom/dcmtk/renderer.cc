@@ -258,6 +258,10 @@ StatusOr<std::vector<Bytes>> DcmtkRenderer::frames(ByteView part10, const std::v
     ds->findAndGetUint16(DCM_Columns, cols);
     ds->findAndGetUint16(DCM_SamplesPerPixel, spp);
     ds->findAndGetUint16(DCM_BitsAllocated, bits);
+    OFString photometric;
+    ds->findAndGetOFString(DCM_PhotometricInterpretation, photometric);
+    // YBR_FULL_422 / YBR_PARTIAL_422 native data: 2 samples per pixel, not 3.
+    if (spp == 3 && (photometric == "YBR_FULL_422" || photometric == "YBR_PARTIAL_422")) spp = 2;
     const uint64_t frame_bytes = (uint64_t{rows} * cols * spp * bits + 7) / 8;
     // Big endian data sets: DCMTK keeps values in local byte order once parsed.
     Uint8* data = nullptr;

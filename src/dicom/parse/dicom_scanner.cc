@@ -37,7 +37,7 @@ bool isIndexed(uint32_t t) {
     case tag::kStudyInstanceUid: case tag::kSeriesInstanceUid: case tag::kStudyId: case tag::kSeriesNumber:
     case tag::kInstanceNumber: case tag::kSamplesPerPixel: case tag::kNumberOfFrames: case tag::kRows:
     case tag::kColumns: case tag::kBitsAllocated: case tag::kBitsStored: case tag::kHighBit:
-    case tag::kRequestingPhysician:
+    case tag::kRequestingPhysician: case tag::kPhotometricInterpretation:
       return true;
     default:
       return false;

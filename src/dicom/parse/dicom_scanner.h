@@ -73,7 +73,8 @@ constexpr uint32_t kSpecificCharacterSet = 0x00080005, kSopClassUid = 0x00080016
                    kPatientId = 0x00100020, kIssuerOfPatientId = 0x00100021, kPatientBirthDate = 0x00100030,
                    kPatientSex = 0x00100040, kOtherPatientIds = 0x00101000, kStudyInstanceUid = 0x0020000D,
                    kSeriesInstanceUid = 0x0020000E, kStudyId = 0x00200010, kSeriesNumber = 0x00200011,
-                   kInstanceNumber = 0x00200013, kSamplesPerPixel = 0x00280002, kNumberOfFrames = 0x00280008,
+                   kInstanceNumber = 0x00200013, kSamplesPerPixel = 0x00280002, kPhotometricInterpretation = 0x00280004,
+                   kNumberOfFrames = 0x00280008,
                    kRows = 0x00280010, kColumns = 0x00280011, kBitsAllocated = 0x00280100,
                    kBitsStored = 0x00280101, kHighBit = 0x00280102, kRequestingPhysician = 0x00321032,
                    kPixelData = 0x7FE00010;
