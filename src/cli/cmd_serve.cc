@@ -4,8 +4,6 @@
 #include <iostream>
 #include <thread>
 
-#include <unistd.h>
-
 #include "cli/commands.h"
 #include "dicom/dcmtk/dimse_server.h"
 #include "dicom/dcmtk/codec_worker.h"
@@ -60,9 +58,8 @@ int serve(const std::string& config_path) {
   // The HTTPS API, if configured: the same services, index and Policy.
   // Compressed images are decoded only in sandboxed codec workers (R20):
   // this binary, started again as `bastion codec-worker`.
-  char self[4096] = {};
-  const ssize_t self_len = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  isolation::WorkerPool codecs({self_len > 0 ? std::string(self, static_cast<size_t>(self_len)) : "bastion",
+  // /proc/self/exe, not its target: still this binary after an in-place upgrade.
+  isolation::WorkerPool codecs({"/proc/self/exe",
                                 {"codec-worker", "--memory-mb", std::to_string(cfg->codec_memory_mb)},
                                 static_cast<size_t>(cfg->codec_workers),
                                 std::chrono::seconds(cfg->codec_timeout_s)});

@@ -6,7 +6,9 @@
 // `max_keys` keys are tracked: over that, the oldest idle ones go first).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
@@ -27,6 +29,8 @@ class RateLimiter {
     bool allowed = true;
     std::chrono::milliseconds retry_after{0};  // when refused
     bool first_refusal = false;  // the first refusal of this key since it was last admitted (audit once)
+    // For an HTTP Retry-After header: whole seconds, at least 1.
+    int64_t retryAfterSeconds() const { return std::max<int64_t>(1, (retry_after.count() + 999) / 1000); }
   };
   // Takes one token from `key`'s bucket if it has one.
   Decision admit(const std::string& key, Clock::time_point now);

@@ -61,7 +61,7 @@ Status installFilter() {
     if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
   };
   for (int nr : {SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(close),
-                 SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(lseek), SCMP_SYS(brk), SCMP_SYS(munmap),
+                 SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(brk), SCMP_SYS(munmap),
                  SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(futex), SCMP_SYS(exit), SCMP_SYS(exit_group),
                  SCMP_SYS(rt_sigreturn), SCMP_SYS(rt_sigprocmask), SCMP_SYS(clock_gettime),
                  SCMP_SYS(gettimeofday), SCMP_SYS(getrandom), SCMP_SYS(sched_yield), SCMP_SYS(getpid),
@@ -125,8 +125,7 @@ Status enterSandbox(const SandboxLimits& limits) {
   // spawns from request threads that end. A worker whose archive is gone
   // reads the end of its input and exits, or dies writing (SIGPIPE).
   RETURN_IF_ERROR(setLimit(RLIMIT_CORE, 0));
-  // No RLIMIT_FSIZE: stderr may be the archive's log file, and the filter
-  // already keeps the worker from opening any file.
+  RETURN_IF_ERROR(setLimit(RLIMIT_FSIZE, 0));  // stderr is /dev/null; no file may grow
   RETURN_IF_ERROR(setLimit(RLIMIT_NOFILE, 8));
   RETURN_IF_ERROR(setLimit(RLIMIT_CPU, limits.cpu_seconds));
   if (!underSanitizer()) RETURN_IF_ERROR(setLimit(RLIMIT_AS, limits.memory_bytes));

@@ -24,7 +24,7 @@ inline constexpr int kForbiddenSyscallExit = 90;
 // Confines the calling process, which must be single-threaded and have done
 // all its start-up (libraries loaded, dictionaries read): descriptors other
 // than 0-2 closed, no new privileges, resource
-// limits (memory, CPU, descriptors, no core dumps), and a seccomp filter that
+// limits (memory, CPU, descriptors, no file growth, no core dumps), and a seccomp filter that
 // allows reading and writing the open descriptors, memory management
 // without executable mappings, time, and exit; any other system call
 // (open, socket, fork, exec, ptrace...) ends the process.

@@ -40,7 +40,8 @@ Status writeAll(int fd, const void* data, size_t len, Clock::time_point deadline
   const auto* p = static_cast<const uint8_t*>(data);
   while (len > 0) {
     if (!waitFor(fd, POLLOUT, deadline)) return internalError("timed out sending to the worker");
-    const ssize_t n = ::send(fd, p, std::min<size_t>(len, 1 << 20), MSG_NOSIGNAL);
+    // Non-blocking: a worker that stops reading cannot hold us past the deadline.
+    const ssize_t n = ::send(fd, p, std::min<size_t>(len, 1 << 20), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       return internalError(std::string("cannot send to the worker: ") + std::strerror(errno));
@@ -67,6 +68,20 @@ Status readAll(int fd, void* data, size_t len, Clock::time_point deadline) {
   return okStatus();
 }
 
+// A worker's own error, as far as the archive believes it: only the codes a
+// decoder can honestly report (anything else, e.g. a claimed integrity
+// failure, becomes kInternal), and a short printable message.
+Status workerError(StatusCode code, const Bytes& message) {
+  std::string text;
+  for (uint8_t c : message) {
+    if (text.size() >= 200) break;
+    text.push_back(c >= 0x20 && c < 0x7F ? static_cast<char>(c) : '?');
+  }
+  const bool honest = code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound ||
+                      code == StatusCode::kResourceExhausted;
+  return Status(honest ? code : StatusCode::kInternal, text);
+}
+
 }  // namespace
 
 WorkerPool::~WorkerPool() {
@@ -90,6 +105,9 @@ StatusOr<WorkerPool::Worker> WorkerPool::spawn() {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
   posix_spawn_file_actions_adddup2(&fa, sv[1], 1);
+  // Not the archive's log: a worker has nothing to say that the pool does not
+  // learn from its exit status (90: a forbidden system call).
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
   // Nothing else of the archive's (sockets, databases, keys) reaches the worker.
   posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   std::vector<char*> argv;
@@ -133,7 +151,7 @@ std::string WorkerPool::stop(Worker& w, bool kill_first) {
 }
 
 Status WorkerPool::exchange(Worker& w, uint32_t op, std::span<const uint32_t> args, ByteView payload,
-                            Status& answer, Bytes& body) {
+                            uint64_t max_answer, Status& answer, Bytes& body) {
   const auto deadline = Clock::now() + options_.deadline;
   if (args.size() > kMaxArgs) return invalidArgument("too many arguments for a worker");
   const RequestHeader h{op, static_cast<uint32_t>(args.size()), payload.size()};
@@ -142,15 +160,16 @@ Status WorkerPool::exchange(Worker& w, uint32_t op, std::span<const uint32_t> ar
   RETURN_IF_ERROR(writeAll(w.fd, payload.data(), payload.size(), deadline));
   ResponseHeader r{};
   RETURN_IF_ERROR(readAll(w.fd, &r, sizeof r, deadline));
-  if (r.length > options_.max_response || r.code > static_cast<uint32_t>(StatusCode::kInternal))
+  if (r.length > max_answer || r.code > static_cast<uint32_t>(StatusCode::kInternal))
     return internalError("the worker broke the protocol");
   body.resize(r.length);
   RETURN_IF_ERROR(readAll(w.fd, body.data(), body.size(), deadline));
-  if (r.code != 0) answer = Status(static_cast<StatusCode>(r.code), std::string(body.begin(), body.end()));
+  if (r.code != 0) answer = workerError(static_cast<StatusCode>(r.code), body);
   return okStatus();
 }
 
-StatusOr<Bytes> WorkerPool::call(uint32_t op, std::span<const uint32_t> args, ByteView payload) {
+StatusOr<Bytes> WorkerPool::call(uint32_t op, std::span<const uint32_t> args, ByteView payload,
+                                 uint64_t max_answer) {
   Worker w;
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -176,7 +195,7 @@ StatusOr<Bytes> WorkerPool::call(uint32_t op, std::span<const uint32_t> args, By
   Bytes body;
   // The exchange failing (not the worker's own error answer) means the
   // worker is dead or suspect; either way it is replaced after enough requests.
-  const Status io = exchange(w, op, args, payload, answer, body);
+  const Status io = exchange(w, op, args, payload, std::min(max_answer, options_.max_response), answer, body);
   const bool failed = !io.ok();
   std::string how;
   if (failed || ++w.served >= options_.requests_per_worker) how = stop(w, failed);

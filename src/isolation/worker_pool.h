@@ -35,7 +35,9 @@ struct WorkerPoolOptions {
   size_t workers = 2;              // at most this many processes, started on demand
   std::chrono::milliseconds deadline{30000};  // per request, from send to the last byte of the answer
   uint64_t max_response = 2ull << 30;          // a longer answer is a protocol error
-  uint32_t requests_per_worker = 1000;         // then the worker is replaced (bounds leaks, CPU limit)
+  // Then the worker is replaced: bounds leaks, its lifetime CPU limit, and how
+  // long a worker subverted by one object could watch later requests.
+  uint32_t requests_per_worker = 100;
 };
 
 class WorkerPool {
@@ -50,7 +52,12 @@ class WorkerPool {
   // dies, breaks the framing or misses the deadline is killed, and the call
   // fails with kInternal ("worker failed: the worker closed its output
   // (killed by signal 31)", "... timed out ..."); a worker that cannot be started gives kUnavailable.
-  StatusOr<Bytes> call(uint32_t op, std::span<const uint32_t> args, ByteView payload);
+  // An answer longer than `max_answer` bytes (or options.max_response) is a
+  // protocol error. A worker's error answer keeps its code only if it is
+  // kInvalidArgument, kNotFound or kResourceExhausted (else kInternal), and
+  // its message is cut to 200 printable characters.
+  StatusOr<Bytes> call(uint32_t op, std::span<const uint32_t> args, ByteView payload,
+                       uint64_t max_answer = UINT64_MAX);
 
   // How many workers were killed or died since the pool was made (for
   // tests and monitoring).
@@ -67,8 +74,8 @@ class WorkerPool {
   static std::string stop(Worker& w, bool kill_first);
   // One request and its answer: a failed Status means the exchange broke;
   // otherwise `answer` holds the worker's status and `body` its bytes.
-  Status exchange(Worker& w, uint32_t op, std::span<const uint32_t> args, ByteView payload, Status& answer,
-                  Bytes& body);
+  Status exchange(Worker& w, uint32_t op, std::span<const uint32_t> args, ByteView payload, uint64_t max_answer,
+                  Status& answer, Bytes& body);
 
   const WorkerPoolOptions options_;
   mutable std::mutex mu_;

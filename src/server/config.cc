@@ -132,7 +132,10 @@ StatusOr<Config> loadConfig(const std::string& path) {
     c.https_rate_burst = (*h)["rate_burst"].value_or(c.https_rate_burst);
     c.https_user_rate_per_s = (*h)["user_rate_per_s"].value_or(c.https_user_rate_per_s);
     c.https_user_rate_burst = (*h)["user_rate_burst"].value_or(c.https_user_rate_burst);
-    const auto rate_ok = [](double rate, double burst) { return rate >= 1 && rate <= 1e7 && burst >= 1 && burst <= 1e8; };
+    // 0: no limit; otherwise at least one request per second and a burst of one.
+    const auto rate_ok = [](double rate, double burst) {
+      return rate == 0 || (rate >= 1 && rate <= 1e7 && burst >= 1 && burst <= 1e8);
+    };
     if (c.https_max_connections < 1 || c.https_max_body < 1024 || !rate_ok(c.https_rate_per_s, c.https_rate_burst) ||
         !rate_ok(c.https_user_rate_per_s, c.https_user_rate_burst))
       return invalidArgument("a value in [http] is out of range");

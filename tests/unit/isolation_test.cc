@@ -43,6 +43,29 @@ TEST(WorkerPool, CarriesRequestsAndAnswersAndReusesWorkers) {
   EXPECT_EQ(pool.failures(), 0u);
 }
 
+// Through cat, the request's op comes back as the answer's status code.
+TEST(WorkerPool, AWorkerCannotClaimAnIntegrityFailureNorSendLongMessages) {
+  WorkerPool pool(options("/bin/cat"));
+  auto claimed = pool.call(static_cast<uint32_t>(StatusCode::kDataLoss), {}, asBytes("segment\x01tampered"));
+  ASSERT_FALSE(claimed.ok());
+  EXPECT_EQ(claimed.status().code(), StatusCode::kInternal);
+  EXPECT_EQ(claimed.status().message(), "segment?tampered");
+  auto honest = pool.call(static_cast<uint32_t>(StatusCode::kInvalidArgument), {}, asBytes(std::string(5000, 'x')));
+  ASSERT_FALSE(honest.ok());
+  EXPECT_EQ(honest.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(honest.status().message().size(), 200u);
+  EXPECT_EQ(pool.failures(), 0u);  // an error answer is not a broken worker
+}
+
+TEST(WorkerPool, AnAnswerOverItsBoundIsAProtocolError) {
+  WorkerPool pool(options("/bin/cat"));
+  auto answer = pool.call(0, {}, asBytes(std::string(100, 'x')), 10);
+  ASSERT_FALSE(answer.ok());
+  EXPECT_NE(answer.status().message().find("broke the protocol"), std::string::npos) << answer.status().message();
+  EXPECT_EQ(pool.failures(), 1u);
+  EXPECT_TRUE(pool.call(0, {}, asBytes("next"), 10).ok());  // a fresh worker
+}
+
 TEST(WorkerPool, ServesConcurrentCallersWithAtMostItsWorkers) {
   WorkerPool pool(options("/bin/cat"));
   std::vector<std::thread> threads;

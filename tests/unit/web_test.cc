@@ -7,6 +7,7 @@
 #include "web/http/accept.h"
 #include "web/http/multipart.h"
 #include "web/http/query_string.h"
+#include "web/http/server.h"
 
 namespace bastion::web {
 namespace {
@@ -73,6 +74,14 @@ TEST(AcceptTest, RangesParametersAndQuality) {
   for (int i = 0; i < 65; ++i) many += "image/png,";
   EXPECT_FALSE(parseAccept(many).ok());
   EXPECT_FALSE(parseAccept(std::string(9000, 'a')).ok());
+}
+
+TEST(RateLimitKeyTest, Ipv4ByAddressIpv6ByItsSlash64) {
+  EXPECT_EQ(rateLimitKey("10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(rateLimitKey("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), rateLimitKey("2001:db8:1:2::1"));
+  EXPECT_EQ(rateLimitKey("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+  EXPECT_NE(rateLimitKey("2001:db8:1:3::1"), rateLimitKey("2001:db8:1:2::1"));
+  EXPECT_EQ(rateLimitKey("::ffff:10.1.2.3"), "::ffff:10.1.2.3");  // IPv4-mapped: the IPv4 host
 }
 
 TEST(NegotiationTest, DicomPartsFollowPs318Defaults) {

@@ -19,6 +19,10 @@
 namespace bastion::dicom {
 namespace {
 
+// Decoded data is bounded: no codec here expands an object by more than this
+// (a worker claiming more is a protocol error, not an allocation).
+uint64_t answerBound(ByteView part10) { return 64 * uint64_t{part10.size()} + (64ull << 20); }
+
 void putU64(Bytes& out, uint64_t v) {
   const size_t at = out.size();
   out.resize(at + sizeof v);
@@ -106,7 +110,7 @@ StatusOr<Bytes> IsolatedRenderer::render(ByteView part10, int frame, bool png, i
   if (!isDecodableSyntax(ts)) return invalidArgument("cannot decode transfer syntax " + ts);
   if (frame < 1) return invalidArgument("frame numbers start at 1");
   const uint32_t args[] = {static_cast<uint32_t>(frame), png ? 1u : 0u, static_cast<uint32_t>(std::max(0, max_side))};
-  return pool_.call(kCodecRender, args, part10);
+  return pool_.call(kCodecRender, args, part10, answerBound(part10));
 }
 
 StatusOr<std::vector<Bytes>> IsolatedRenderer::frames(ByteView part10, const std::vector<int>& numbers, bool decode,
@@ -119,7 +123,7 @@ StatusOr<std::vector<Bytes>> IsolatedRenderer::frames(ByteView part10, const std
     if (n < 1) return notFound(std::string("no frame ").append(std::to_string(n)));
     args.push_back(static_cast<uint32_t>(n));
   }
-  ASSIGN_OR_RETURN(Bytes answer, pool_.call(kCodecFrames, args, part10));
+  ASSIGN_OR_RETURN(Bytes answer, pool_.call(kCodecFrames, args, part10, answerBound(part10)));
   // The worker's answer is checked like any other input.
   std::vector<Bytes> out;
   size_t at = 0;
@@ -134,6 +138,8 @@ StatusOr<std::vector<Bytes>> IsolatedRenderer::frames(ByteView part10, const std
     at += len;
   }
   if (out.size() != numbers.size()) return internalError("malformed answer from the codec worker");
+  for (const auto& f : out)  // decoded frames of one object all have one size
+    if (f.size() != out[0].size()) return internalError("malformed answer from the codec worker");
   return out;
 }
 
@@ -141,7 +147,13 @@ StatusOr<Bytes> IsolatedRenderer::transcode(ByteView part10) {
   ASSIGN_OR_RETURN(std::string ts, syntaxOf(part10));
   if (!isEncapsulatedSyntax(ts)) return local_->transcode(part10);
   if (!isDecodableSyntax(ts)) return invalidArgument("cannot decode transfer syntax " + ts);
-  return pool_.call(kCodecTranscode, {}, part10);
+  ASSIGN_OR_RETURN(Bytes answer, pool_.call(kCodecTranscode, {}, part10, answerBound(part10)));
+  // The worker's object must be the one it was given, in the syntax asked for.
+  ASSIGN_OR_RETURN(Part10 in, parsePart10(part10));
+  auto out = parsePart10(answer);
+  if (!out.ok() || out->media_sop_instance != in.media_sop_instance || out->transfer_syntax != "1.2.840.10008.1.2.1")
+    return internalError("the codec worker answered with another object");
+  return answer;
 }
 
 }  // namespace bastion::dicom

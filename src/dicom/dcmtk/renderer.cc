@@ -92,11 +92,12 @@ class MemoryFile {
 StatusOr<std::vector<std::pair<Uint32, Uint32>>> frameFragments(DcmPixelSequence& seq, Uint32 count) {
   const Uint32 items = static_cast<Uint32>(seq.card());
   if (items < 2) return invalidArgument("no fragments");
+  if (count > items - 1) return invalidArgument("more frames than fragments");  // also bounds 4 * count below
   std::vector<Uint32> starts;
   DcmPixelItem* table = nullptr;
   if (count == 1) {
     starts.push_back(1);
-  } else if (seq.getItem(table, 0).good() && table && table->getLength() == 4 * count) {
+  } else if (seq.getItem(table, 0).good() && table && table->getLength() == 4 * uint64_t{count}) {
     Uint8* raw = nullptr;
     if (table->getUint8Array(raw).bad() || !raw) return internalError("cannot read the offset table");
     std::vector<uint32_t> offsets(count);  // little endian, as encapsulated data sets are
@@ -181,7 +182,9 @@ bool isDecodableSyntax(const std::string& ts) {
 }
 
 bool DcmtkRenderer::canTranscode(const std::string& ts) const {
-  if (!DcmXfer(ts.c_str()).isEncapsulated()) return DcmXfer(ts.c_str()).getXfer() != EXS_Unknown;
+  // The same test of "compressed" as everywhere else (dicom_scanner), and a
+  // native syntax the scanner knows how to read.
+  if (!isEncapsulatedSyntax(ts)) return encodingOf(ts).ok();
   return decode_ && isDecodableSyntax(ts);
 }
 

@@ -762,21 +762,26 @@ std::string metadataIdentity(const std::string& sop_uid, const std::string& cont
 
 StatusOr<std::vector<std::optional<std::string>>> SqliteIndex::cachedMetadata(
     const std::vector<std::pair<std::string, std::string>>& wanted) {
-  std::vector<std::optional<std::string>> out;
-  out.reserve(wanted.size());
-  std::lock_guard lock(read_mu_);
-  ASSIGN_OR_RETURN(Stmt st, reader_->prepare("SELECT m.sealed FROM instance_metadata m JOIN instance i "
-                                             "ON i.pk = m.instance_pk WHERE i.sop_uid = ?"));
-  for (const auto& [sop_uid, context] : wanted) {
-    st.bind(1, sop_uid);
-    ASSIGN_OR_RETURN(bool row, st.step());
-    std::optional<std::string> json;
-    if (row) {
-      auto fields = phi_.open(metadataIdentity(sop_uid, context), st.blob(0));
-      if (fields.ok() && fields->size() == 1) json = std::move((*fields)[0]);
+  // The rows under the reader's lock; the decryption after, so that other
+  // readers (QIDO) do not wait for it.
+  std::vector<std::optional<Bytes>> sealed;
+  sealed.reserve(wanted.size());
+  {
+    std::lock_guard lock(read_mu_);
+    ASSIGN_OR_RETURN(Stmt st, reader_->prepare("SELECT m.sealed FROM instance_metadata m JOIN instance i "
+                                               "ON i.pk = m.instance_pk WHERE i.sop_uid = ?"));
+    for (const auto& w : wanted) {
+      st.bind(1, w.first);
+      ASSIGN_OR_RETURN(bool row, st.step());
+      sealed.push_back(row ? std::optional<Bytes>(st.blob(0)) : std::nullopt);
+      st.reset();
     }
-    st.reset();
-    out.push_back(std::move(json));
+  }
+  std::vector<std::optional<std::string>> out(wanted.size());
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    if (!sealed[i]) continue;
+    auto fields = phi_.open(metadataIdentity(wanted[i].first, wanted[i].second), *sealed[i]);
+    if (fields.ok() && fields->size() == 1) out[i] = std::move((*fields)[0]);
   }
   return out;
 }

@@ -21,6 +21,8 @@ constexpr const char* kCookie = "__Host-bastion-session";
 // WADO-RS streams objects larger than this segment by segment, in chunks of kStreamChunk.
 constexpr uint64_t kStreamObjectsAbove = 8ull << 20;
 constexpr size_t kStreamChunk = 256 << 10;
+// Version of the DICOM JSON that /metadata caches: change it when that output changes.
+constexpr std::string_view kMetadataFormat = "dicom-json-v1|";
 // STOW-RS parts being stored while the body is still read: at most this many bytes.
 constexpr uint64_t kStowBytesInFlight = 64ull << 20;
 
@@ -153,7 +155,7 @@ bool DicomWebService::authenticate(Request& req, CallContext& ctx, Response& ref
     const auto d = user_limiter_.admit(p->name, std::chrono::steady_clock::now());
     if (!d.allowed) {
       refusal = error(429, "too many requests");
-      refusal.set("Retry-After", std::to_string(std::max<int64_t>(1, (d.retry_after.count() + 999) / 1000)));
+      refusal.set("Retry-After", std::to_string(d.retryAfterSeconds()));
       if (d.first_refusal) {
         AuditEvent e = auditEventFor(ctx, clock_, "throttle");
         e.outcome = "denied";
@@ -407,7 +409,8 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
     bool stored;
     nlohmann::json item;
   };
-  OrderedJobs<Outcome> jobs(store_pool_, kStowBytesInFlight);
+  OrderedJobs<Outcome> jobs(store_pool_, kStowBytesInFlight,
+                            {false, {{"00081197", {{"vr", "US"}, {"Value", {0x0110}}}}}});
   auto finish = [&]() -> Status {
     const Status early = !part_ok   ? invalidArgument("part is not application/dicom")
                          : oversize ? resourceExhausted("instance over the size limit")
@@ -467,6 +470,12 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
   return json(status, out, "application/dicom+json");
 }
 
+void DicomWebService::auditFailure(const CallContext& ctx, const char* action, const std::string& study,
+                                   uint32_t count, const Status& s, const std::string& rule) {
+  retrieve_.audit(ctx, s.code() == StatusCode::kDataLoss ? "integrity" : action, study, count, "failure",
+                  s.toString(), rule);
+}
+
 Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel level, const std::string& study,
                                const std::string& series, const std::string& instance) {
   auto choice = acceptedDicomSyntaxes(req.header("accept"));
@@ -489,9 +498,11 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
   auto transcode = std::make_shared<std::vector<bool>>();
   for (const auto& loc : sel->instances) {
     const Delivery d = chooseDicomDelivery(*choice, loc.transfer_syntax, renderer_.canTranscode(loc.transfer_syntax));
-    if (d == Delivery::kRefuse)
+    if (d == Delivery::kRefuse) {
+      retrieve_.audit(ctx, "wado", study, 0, "failure", "not acceptable: stored as " + loc.transfer_syntax, sel->rule);
       return error(406, "an instance is stored as " + loc.transfer_syntax +
                             ", which cannot be given in the accepted transfer syntaxes");
+    }
     transcode->push_back(d == Delivery::kTranscode);
   }
   const std::string boundary = "bastion-" + randomHex(16);
@@ -516,11 +527,17 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
   auto first = std::make_shared<StatusOr<Bytes>>(list->empty() ? StatusOr<Bytes>(Bytes()) : fetch->next());
   if (!first->ok()) {
     const Status s = first->status();
-    const bool integrity = s.code() == StatusCode::kDataLoss;
-    retrieve_.audit(ctx, integrity ? "integrity" : "wado", study, 0, "failure", s.toString(), rule);
-    return integrity ? error(500, "stored object failed verification")
-           : s.code() == StatusCode::kInvalidArgument ? error(406, s.message())
-                                                      : error(500, "retrieve failed");
+    auditFailure(ctx, "wado", study, 0, s, rule);
+    switch (s.code()) {
+      case StatusCode::kDataLoss:
+        return error(500, "stored object failed verification");
+      case StatusCode::kInvalidArgument:
+        return error(406, s.message());
+      case StatusCode::kUnavailable:
+        return error(503, "decoder unavailable, try again");
+      default:
+        return error(500, "retrieve failed");
+    }
   }
   struct State {
     size_t next = 0;
@@ -533,8 +550,7 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
   r.stream = [this, ctx, list, st, fetch, first, boundary, study, rule, transcode,
               streamed](std::string& chunk) -> StatusOr<bool> {
     const auto fail = [&](const Status& s, const std::string& study_uid) {
-      const bool integrity = s.code() == StatusCode::kDataLoss;
-      retrieve_.audit(ctx, integrity ? "integrity" : "wado", study_uid, st->sent, "failure", s.toString(), rule);
+      auditFailure(ctx, "wado", study_uid, st->sent, s, rule);
       return s;
     };
     if (st->current) {
@@ -590,8 +606,9 @@ std::optional<Response> DicomWebService::readOne(const CallContext& ctx, const c
   if (!sel.ok() || sel->instances.size() != 1) return error(404, "not found");
   auto bytes = retrieve_.read(sel->instances[0]);
   if (!bytes.ok()) {
-    retrieve_.audit(ctx, "integrity", study, 1, "failure", bytes.status().toString(), sel->rule);
-    return error(500, "stored object failed verification");
+    auditFailure(ctx, action, study, 0, bytes.status(), sel->rule);
+    return error(500, bytes.status().code() == StatusCode::kDataLoss ? "stored object failed verification"
+                                                                      : "retrieve failed");
   }
   out = {std::move(bytes).value(), sel->rule};
   return std::nullopt;
@@ -613,10 +630,11 @@ Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, con
   // this bulk data URI prefix; the others are made from the stored objects
   // (read and verified by the prefetcher) and cached at the end.
   const std::string base = cfg_.base_url + "/dicom-web", rule = sel->rule;
+  // The cache context: the JSON's format version and its bulk data URI prefix.
   std::vector<std::pair<std::string, std::string>> wanted;
   for (const auto& loc : *list)
-    wanted.emplace_back(loc.sop_uid, base + "/studies/" + loc.study_uid + "/series/" + loc.series_uid +
-                                         "/instances/" + loc.sop_uid + "/bulkdata");
+    wanted.emplace_back(loc.sop_uid, std::string(kMetadataFormat) + base + "/studies/" + loc.study_uid +
+                                         "/series/" + loc.series_uid + "/instances/" + loc.sop_uid + "/bulkdata");
   auto cached = retrieve_.cachedMetadata(wanted);
   auto hits = std::make_shared<std::vector<std::optional<std::string>>>(
       cached.ok() ? std::move(cached).value() : std::vector<std::optional<std::string>>(list->size()));
@@ -650,14 +668,13 @@ Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, con
       });
     auto bytes = (*fetch)->next();
     if (!bytes.ok()) {
-      retrieve_.audit(ctx, bytes.status().code() == StatusCode::kDataLoss ? "integrity" : "wado-metadata",
-                      (*list)[i].study_uid, 0, "failure", bytes.status().toString(), rule);
+      auditFailure(ctx, "wado-metadata", (*list)[i].study_uid, 0, bytes.status(), rule);
       return bytes.status();
     }
-    const std::string& prefix = (*prefixes)[i].second;
-    ASSIGN_OR_RETURN(std::string obj, renderer_.metadata(*bytes, 1024, prefix));
+    const std::string& context = (*prefixes)[i].second;
+    ASSIGN_OR_RETURN(std::string obj, renderer_.metadata(*bytes, 1024, context.substr(kMetadataFormat.size())));
     chunk += obj;
-    fresh->push_back({(*list)[i].sop_uid, prefix, std::move(obj)});
+    fresh->push_back({(*list)[i].sop_uid, context, std::move(obj)});
     return true;
   };
   return r;

@@ -81,6 +81,10 @@ class DicomWebService {
   Response frames(Request& req, const CallContext& ctx, const std::string& study, const std::string& series,
                   const std::string& instance, const std::string& list);
   Response capabilities();
+  // Records a failed retrieval: as an integrity failure (DICOM Security Alert)
+  // when stored data failed verification, else under `action`.
+  void auditFailure(const CallContext& ctx, const char* action, const std::string& study, uint32_t count,
+                    const Status& s, const std::string& rule);
   // The caller's context, or an error response (401/403) in `refusal`.
   bool authenticate(Request& req, CallContext& ctx, Response& refusal);
 

@@ -23,7 +23,9 @@ namespace bastion::web {
 template <typename Result>
 class OrderedJobs {
  public:
-  OrderedJobs(boost::asio::thread_pool& pool, uint64_t max_bytes) : pool_(pool), max_bytes_(max_bytes) {}
+  // `failed` is the result of a job that throws.
+  OrderedJobs(boost::asio::thread_pool& pool, uint64_t max_bytes, Result failed)
+      : pool_(pool), max_bytes_(max_bytes), failed_(std::move(failed)) {}
   ~OrderedJobs() { waitAll(); }
   OrderedJobs(const OrderedJobs&) = delete;
   OrderedJobs& operator=(const OrderedJobs&) = delete;
@@ -44,7 +46,11 @@ class OrderedJobs {
     auto owned = std::make_shared<Bytes>(std::move(data));
     boost::asio::post(pool_, [this, slot, size, owned, job = std::move(job)] {
       std::optional<Result> r;
-      r.emplace(job(*owned));
+      try {
+        r.emplace(job(*owned));
+      } catch (...) {
+        r.emplace(failed_);  // a job must not take the pool thread down, nor leave the request waiting
+      }
       owned->clear();
       std::lock_guard lock(mu_);
       results_[slot] = std::move(r);
@@ -72,6 +78,7 @@ class OrderedJobs {
 
   boost::asio::thread_pool& pool_;
   const uint64_t max_bytes_;
+  const Result failed_;
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t inflight_bytes_ = 0;                // guarded by mu_

@@ -90,6 +90,19 @@ bool writeResponse(Stream& stream, Response& r, unsigned version, bool keep_aliv
   return !ec;
 }
 
+}  // namespace
+
+std::string rateLimitKey(const std::string& peer) {
+  beast::error_code ec;
+  const auto a = asio::ip::make_address(peer, ec);
+  if (ec || !a.is_v6() || a.to_v6().is_v4_mapped()) return peer;
+  auto bytes = a.to_v6().to_bytes();
+  std::fill(bytes.begin() + 8, bytes.end(), 0);
+  return asio::ip::address_v6(bytes).to_string() + "/64";
+}
+
+namespace {
+
 // Before closing after an error, reads (and drops) what the client is still
 // sending, for a second and at most 1 MiB, so that it gets to read our
 // response instead of a reset ("lingering close").
@@ -254,11 +267,12 @@ bool HttpsServer::Impl::handleOne(beast::ssl_stream<tcp::socket&>& stream, beast
     return okStatus();
   };
   Response res;
-  const auto admitted = limiter ? limiter->admit(peer, std::chrono::steady_clock::now()) : guard::RateLimiter::Decision{};
+  const auto admitted =
+      limiter ? limiter->admit(rateLimitKey(peer), std::chrono::steady_clock::now()) : guard::RateLimiter::Decision{};
   if (!admitted.allowed) {
     res = {429, {}, "{\"error\":\"too many requests\"}\n", {}};
     res.set("Content-Type", "application/json");
-    res.set("Retry-After", std::to_string(std::max<int64_t>(1, (admitted.retry_after.count() + 999) / 1000)));
+    res.set("Retry-After", std::to_string(admitted.retryAfterSeconds()));
     if (admitted.first_refusal && cfg.on_throttled) cfg.on_throttled(peer);
   } else {
     res = handler(req);

@@ -82,6 +82,10 @@ class HttpsServer {
   uint16_t port_ = 0;
 };
 
+// Whose request-rate bucket a peer takes from: its IPv4 address, or its IPv6
+// /64 (one host usually has a whole /64 to cycle through).
+std::string rateLimitKey(const std::string& peer);
+
 // The security headers every response carries (R30).
 std::vector<std::pair<std::string, std::string>> securityHeaders();
 
