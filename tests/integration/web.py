@@ -40,14 +40,8 @@ def multipart(files, boundary=None, quoted=True):
 
 
 def parts(content_type, body):
-    boundary = re.search(r'boundary="?([^";]+)"?', content_type).group(1).encode()
-    out = []
-    for chunk in body.split(b"--" + boundary)[1:]:
-        if chunk.startswith(b"--"):
-            break
-        head, _, data = chunk.partition(b"\r\n\r\n")
-        out.append(data[:-2] if data.endswith(b"\r\n") else data)
-    return out
+    """The parts' bodies, in order."""
+    return [data for _, data in typed_parts(content_type, body)]
 
 
 def typed_parts(content_type, body):

@@ -43,56 +43,48 @@ bool isLossySyntax(std::string_view ts) {
   return kLossy.count(ts) > 0;
 }
 
-StatusOr<SyntaxChoice> acceptedDicomSyntaxes(std::string_view accept) {
+namespace {
+
+// The part every Accept header shares: no header or a wildcard range means
+// the default; every other range with q > 0 goes to `take`.
+template <typename Take>
+StatusOr<SyntaxChoice> acceptedSyntaxes(std::string_view accept, Take take) {
   ASSIGN_OR_RETURN(auto ranges, parseAccept(accept));
   SyntaxChoice c;
-  if (ranges.empty()) {
-    c.acceptable = c.default_syntax = true;
-    return c;
-  }
+  if (ranges.empty()) c.acceptable = c.default_syntax = true;
   for (const auto& r : ranges) {
     if (r.q <= 0) continue;
-    const std::string& t = r.media.type;
-    if (t == "*/*" || t == "multipart/*") {
-      c.acceptable = c.default_syntax = true;
-    } else if (t == "multipart/related") {
-      auto type = r.media.params.find("type");
-      if (type == r.media.params.end() || type->second == "application/dicom")
-        takeSyntax(r.media, "application/dicom", c);
-    } else if (t == "application/dicom") {
-      takeSyntax(r.media, "application/dicom", c);
-    }
+    if (r.media.type == "*/*" || r.media.type == "multipart/*") c.acceptable = c.default_syntax = true;
+    else take(r.media, c);
   }
   return c;
 }
 
+}  // namespace
+
+StatusOr<SyntaxChoice> acceptedDicomSyntaxes(std::string_view accept) {
+  return acceptedSyntaxes(accept, [](const MediaType& m, SyntaxChoice& c) {
+    auto type = m.params.find("type");
+    if ((m.type == "multipart/related" && (type == m.params.end() || type->second == "application/dicom")) ||
+        m.type == "application/dicom")
+      takeSyntax(m, "application/dicom", c);
+  });
+}
+
 StatusOr<SyntaxChoice> acceptedFrameSyntaxes(std::string_view accept) {
-  ASSIGN_OR_RETURN(auto ranges, parseAccept(accept));
-  SyntaxChoice c;
-  if (ranges.empty()) {
-    c.acceptable = c.default_syntax = true;
-    return c;
-  }
-  for (const auto& r : ranges) {
-    if (r.q <= 0) continue;
-    const std::string& t = r.media.type;
-    if (t == "*/*" || t == "multipart/*") {
-      c.acceptable = c.default_syntax = true;
-      continue;
-    }
-    if (t != "multipart/related") continue;
-    auto type = r.media.params.find("type");
-    const std::string part = type == r.media.params.end() ? "application/octet-stream" : type->second;
+  return acceptedSyntaxes(accept, [](const MediaType& m, SyntaxChoice& c) {
+    if (m.type != "multipart/related") return;
+    auto type = m.params.find("type");
+    const std::string part = type == m.params.end() ? "application/octet-stream" : type->second;
     if (part == "application/octet-stream") {
-      takeSyntax(r.media, part, c);
-    } else if (auto m = frameMediaTypes().find(part); m != frameMediaTypes().end()) {
+      takeSyntax(m, part, c);
+    } else if (auto media = frameMediaTypes().find(part); media != frameMediaTypes().end()) {
       c.acceptable = true;
-      auto ts = r.media.params.find("transfer-syntax");
-      for (const auto& uid : m->second)
-        if (ts == r.media.params.end() || ts->second == uid) c.syntaxes.emplace(uid, part);
+      auto ts = m.params.find("transfer-syntax");
+      for (const auto& uid : media->second)
+        if (ts == m.params.end() || ts->second == uid) c.syntaxes.emplace(uid, part);
     }
-  }
-  return c;
+  });
 }
 
 Delivery chooseDicomDelivery(const SyntaxChoice& c, const std::string& stored, bool can_transcode) {
