@@ -3,17 +3,24 @@
 // frames and transcoding, in the archive process (no decoder). The input is a
 // Part-10 file; like the store path, only what DicomScanner accepts reaches
 // DCMTK. Oracle: the JSON must be well-formed (nlohmann::json parses it) and
-// frames never exceed the pixel data.
+// frames never exceed the pixel data. The input is also fed to the parser of
+// a codec worker's frames answer.
 #include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 
+#include "dicom/dcmtk/codec_worker.h"
 #include "dicom/dcmtk/renderer.h"
 #include "dicom/parse/dicom_scanner.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace bastion;
   const ByteView file(data, size);
+  // The same bytes as a codec worker's frames answer (hostile: the worker is not trusted).
+  for (size_t count : {size_t{1}, size_t{2}, size_t{7}}) {
+    auto frames = dicom::parseFramesAnswer(file, count);
+    if (frames.ok() && frames->size() != count) __builtin_trap();
+  }
   auto p10 = dicom::parsePart10(file);
   if (!p10.ok() || p10->dataset_offset > size) return 0;
   auto enc = dicom::encodingOf(p10->transfer_syntax);

@@ -124,12 +124,16 @@ StatusOr<std::vector<Bytes>> IsolatedRenderer::frames(ByteView part10, const std
     args.push_back(static_cast<uint32_t>(n));
   }
   ASSIGN_OR_RETURN(Bytes answer, pool_.call(kCodecFrames, args, part10, answerBound(part10)));
-  // The worker's answer is checked like any other input.
+  return parseFramesAnswer(answer, numbers.size());
+}
+
+StatusOr<std::vector<Bytes>> parseFramesAnswer(ByteView answer, size_t count) {
   std::vector<Bytes> out;
   size_t at = 0;
   while (at < answer.size()) {
     uint64_t len = 0;
-    if (answer.size() - at < sizeof len) return internalError("malformed answer from the codec worker");
+    if (answer.size() - at < sizeof len || out.size() >= count)
+      return internalError("malformed answer from the codec worker");
     std::memcpy(&len, answer.data() + at, sizeof len);
     at += sizeof len;
     if (len > answer.size() - at) return internalError("malformed answer from the codec worker");
@@ -137,7 +141,7 @@ StatusOr<std::vector<Bytes>> IsolatedRenderer::frames(ByteView part10, const std
                      answer.begin() + static_cast<std::ptrdiff_t>(at + len));
     at += len;
   }
-  if (out.size() != numbers.size()) return internalError("malformed answer from the codec worker");
+  if (out.size() != count) return internalError("malformed answer from the codec worker");
   for (const auto& f : out)  // decoded frames of one object all have one size
     if (f.size() != out[0].size()) return internalError("malformed answer from the codec worker");
   return out;

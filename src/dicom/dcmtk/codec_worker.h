@@ -23,6 +23,11 @@ enum CodecOp : uint32_t {
 // sandbox and serves requests on stdin/stdout. Returns the exit status.
 int runCodecWorker(uint64_t memory_mb);
 
+// Splits a worker's kCodecFrames answer (per frame: u64 length, bytes) into
+// exactly `count` frames of one size; kInternal for anything else. The
+// worker is not trusted: this is a parser of hostile input (fuzzed).
+StatusOr<std::vector<Bytes>> parseFramesAnswer(ByteView answer, size_t count);
+
 // web::InstanceRenderer for the archive: DICOM JSON, bulk data, native
 // frames, rendering and transcoding of uncompressed objects in process;
 // anything that needs a decoder goes to the codec worker pool.
