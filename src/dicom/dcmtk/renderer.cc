@@ -212,7 +212,7 @@ StatusOr<Bytes> DcmtkRenderer::render(ByteView part10, int frame, bool png, int 
   std::string ts;
   ASSIGN_OR_RETURN(auto ds, parseStoredObject(part10, ts));
   DcmXfer xfer(ts.c_str());
-  if (xfer.isEncapsulated() && !(decode_ && isDecodableSyntax(ts)))
+  if (xfer.isEncapsulated() && !canTranscode(ts))
     return invalidArgument("cannot decode transfer syntax " + ts);
   if (frame < 1) return invalidArgument("frame numbers start at 1");
   DicomImage image(ds.get(), xfer.getXfer(), CIF_UsePartialAccessToPixelData, static_cast<unsigned long>(frame - 1), 1);
@@ -284,7 +284,7 @@ StatusOr<std::vector<Bytes>> DcmtkRenderer::frames(ByteView part10, const std::v
   if (pixels->getEncapsulatedRepresentation(rep, param, seq).bad() || !seq) return internalError("no fragments");
   ASSIGN_OR_RETURN(auto spans, frameFragments(*seq, static_cast<Uint32>(count)));
   if (decode) {
-    if (!(decode_ && isDecodableSyntax(ts_out))) return invalidArgument("cannot decode transfer syntax " + ts_out);
+    if (!canTranscode(ts_out)) return invalidArgument("cannot decode transfer syntax " + ts_out);
     Uint32 frame_size = 0;
     if (pixels->getUncompressedFrameSize(ds.get(), frame_size).bad() || frame_size == 0)
       return invalidArgument("cannot size the decoded frames");

@@ -610,7 +610,7 @@ std::optional<Response> DicomWebService::readOne(const CallContext& ctx, const c
     return error(500, bytes.status().code() == StatusCode::kDataLoss ? "stored object failed verification"
                                                                       : "retrieve failed");
   }
-  out = {std::move(bytes).value(), sel->rule};
+  out = {std::move(bytes).value(), sel->rule, sel->instances[0].transfer_syntax};
   return std::nullopt;
 }
 
@@ -644,10 +644,10 @@ Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, con
   auto fetch = std::make_shared<std::unique_ptr<Prefetcher>>();
   auto fresh = std::make_shared<std::vector<Index::CachedMetadata>>();
   auto next = std::make_shared<size_t>(0);
-  auto prefixes = std::make_shared<decltype(wanted)>(std::move(wanted));
+  auto contexts = std::make_shared<decltype(wanted)>(std::move(wanted));
   Response r;
   r.set("Content-Type", "application/dicom+json");
-  r.stream = [this, ctx, list, next, fetch, hits, misses, fresh, prefixes, study,
+  r.stream = [this, ctx, list, next, fetch, hits, misses, fresh, contexts, study,
               rule](std::string& chunk) -> StatusOr<bool> {
     if (*next >= list->size()) {
       chunk = list->empty() ? "[]" : "]";
@@ -671,7 +671,7 @@ Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, con
       auditFailure(ctx, "wado-metadata", (*list)[i].study_uid, 0, bytes.status(), rule);
       return bytes.status();
     }
-    const std::string& context = (*prefixes)[i].second;
+    const std::string& context = (*contexts)[i].second;
     ASSIGN_OR_RETURN(std::string obj, renderer_.metadata(*bytes, 1024, context.substr(kMetadataFormat.size())));
     chunk += obj;
     fresh->push_back({(*list)[i].sop_uid, context, std::move(obj)});
@@ -791,9 +791,7 @@ Response DicomWebService::frames(Request& req, const CallContext& ctx, const std
   if (!choice.ok()) return error(400, choice.status().message());
   OneInstance one;
   if (auto refusal = readOne(ctx, "wado-frames", study, series, instance, one)) return *refusal;
-  auto stored = dicom::parsePart10(one.bytes);
-  if (!stored.ok()) return error(500, "stored object unreadable");
-  const std::string& ts = stored->transfer_syntax;
+  const std::string& ts = one.transfer_syntax;
   const Delivery d = chooseFrameDelivery(*choice, ts, renderer_.canTranscode(ts));
   if (d == Delivery::kRefuse) {
     retrieve_.audit(ctx, "wado-frames", study, 0, "failure", "not acceptable", one.rule);

@@ -68,7 +68,8 @@ class DicomWebService {
   // verified (an integrity failure is audited). Otherwise the response to send.
   struct OneInstance {
     Bytes bytes;
-    std::string rule;  // the Policy rule that allowed it
+    std::string rule;             // the Policy rule that allowed it
+    std::string transfer_syntax;  // as the index recorded it at ingest
   };
   std::optional<Response> readOne(const CallContext& ctx, const char* action, const std::string& study,
                                   const std::string& series, const std::string& instance, OneInstance& out);
