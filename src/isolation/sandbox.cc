@@ -67,11 +67,23 @@ Status installFilter() {
                  SCMP_SYS(gettimeofday), SCMP_SYS(getrandom), SCMP_SYS(sched_yield), SCMP_SYS(getpid),
                  SCMP_SYS(gettid)})
     allow(nr);
+  // Argument conditions built as plain structs: libseccomp's SCMP_A* macros
+  // are C compound literals, which clang refuses in C++.
+  const auto arg = [](unsigned int n, scmp_compare op, scmp_datum_t a, scmp_datum_t b) {
+    scmp_arg_cmp c{};
+    c.arg = n;
+    c.op = op;
+    c.datum_a = a;
+    c.datum_b = b;
+    return c;
+  };
   // abort() on a failed assertion: the worker may only signal itself.
-  if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid())));
+  if (rc == 0)
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+                          arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()), 0));
   // Memory, but never executable memory.
   for (int nr : {SCMP_SYS(mmap), SCMP_SYS(mprotect)})
-    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, arg(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
   if (underSanitizer()) {
     // The sanitizer runtimes' own housekeeping (UBSan probes memory through
     // a pipe in its vptr checks); sanitizer builds are for tests only.

@@ -12,7 +12,7 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
   Random& random = Random::system();
   RETURN_IF_ERROR(storage::ensureDirectory(config.data_dir));
   ASSIGN_OR_RETURN(a->keyring, loadFileKeyring(config.key_file, random));
-  ASSIGN_OR_RETURN(a->files, storage::FilesystemBlobStore::open(config.blobRoot(), random));
+  ASSIGN_OR_RETURN(a->files, storage::PackBlobStore::open(config.blobRoot(), random));
   a->blobs = std::make_unique<crypto::EncryptingBlobStore>(*a->files, *a->keyring, random);
   ASSIGN_OR_RETURN(a->index, index::SqliteIndex::open(config.indexPath(), *a->keyring, random));
   ASSIGN_OR_RETURN(a->audit, audit::AuditStore::open(config.auditPath(), *a->keyring, random, Clock::system(),

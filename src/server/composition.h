@@ -1,5 +1,5 @@
 // Composition root: turns a Config into concrete implementations and wires
-// them. The only place that names FilesystemBlobStore, SqliteIndex, etc.
+// them. The only place that names PackBlobStore, SqliteIndex, etc.
 #pragma once
 
 #include <memory>
@@ -10,14 +10,14 @@
 #include "crypto/encrypting_blob_store.h"
 #include "index/sqlite/sqlite_index.h"
 #include "server/config.h"
-#include "storage/filesystem_blob_store.h"
+#include "storage/pack_blob_store.h"
 
 namespace bastion::server {
 
 struct Archive {
   Config config;
   std::unique_ptr<Keyring> keyring;
-  std::unique_ptr<storage::FilesystemBlobStore> files;
+  std::unique_ptr<storage::PackBlobStore> files;
   std::unique_ptr<crypto::EncryptingBlobStore> blobs;
   std::unique_ptr<index::SqliteIndex> index;
   std::unique_ptr<audit::AuditStore> audit;

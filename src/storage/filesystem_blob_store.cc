@@ -120,8 +120,10 @@ std::string FilesystemBlobStore::pathFor(const std::string& id) const {
   return root_ + "/objects/" + id.substr(0, 2) + "/" + id.substr(2, 2) + "/" + id;
 }
 
-StatusOr<std::unique_ptr<BlobWriter>> FilesystemBlobStore::create() {
-  std::string id = newUuid(random_);
+StatusOr<std::unique_ptr<BlobWriter>> FilesystemBlobStore::create() { return createWithId(newUuid(random_)); }
+
+StatusOr<std::unique_ptr<BlobWriter>> FilesystemBlobStore::createWithId(const std::string& id) {
+  if (!isCanonicalUuid(id)) return invalidArgument("not a blob id");
   std::string path = pathFor(id);
   std::string dir = std::filesystem::path(path).parent_path().string();
   // The temp file lives beside its final name: same directory, one rename,

@@ -16,6 +16,9 @@ class FilesystemBlobStore final : public BlobStore {
   static StatusOr<std::unique_ptr<FilesystemBlobStore>> open(const std::string& root, Random& random);
 
   StatusOr<std::unique_ptr<BlobWriter>> create() override;
+  // create() under an id the caller generated (a canonical UUID no blob has):
+  // for stores that keep some blobs here under their own ids (PackBlobStore).
+  StatusOr<std::unique_ptr<BlobWriter>> createWithId(const std::string& id);
   StatusOr<std::unique_ptr<BlobReader>> open(const std::string& id) override;
   Status remove(const std::string& id) override;
   Status forEach(const std::function<void(const std::string& id)>& fn) override;

@@ -1,0 +1,31 @@
+// Fuzz target for the pack file reader (storage/pack_format): the input is a
+// pack file as a disk fault or a hostile local user could leave it. The scan
+// must stop at the first header that does not decode, never report content
+// beyond the file, and every record it reports must decode again.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <span>
+
+#include "storage/pack_format.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace bastion::storage;
+  auto read = [&](uint64_t at, std::span<uint8_t> out) -> bastion::StatusOr<size_t> {
+    if (at >= size) return size_t{0};
+    const size_t n = std::min<size_t>(out.size(), size - static_cast<size_t>(at));
+    std::memcpy(out.data(), data + at, n);
+    return n;
+  };
+  uint64_t previous_end = 0;
+  auto end = pack::scan(read, 0, size, [&](const pack::Record& r) {
+    if (r.offset < previous_end + pack::kHeaderSize || r.offset + r.header.length > size) std::abort();
+    if (!pack::decode(std::span<const uint8_t>(data + r.offset - pack::kHeaderSize, pack::kHeaderSize))) std::abort();
+    if (pack::rawId(pack::idString(r.header.id)) != r.header.id) std::abort();
+    previous_end = r.offset + r.header.length;
+  });
+  if (!end.ok() || end->end > size || end->end < previous_end) std::abort();
+  (void)pack::decode(std::span<const uint8_t>(data, size));
+  return 0;
+}

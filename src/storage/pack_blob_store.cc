@@ -1,0 +1,507 @@
+#include "storage/pack_blob_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "storage/atomic_file.h"
+
+namespace bastion::storage {
+namespace {
+
+Status errnoStatus(const std::string& what) { return internalError(what + ": " + std::strerror(errno)); }
+
+Status pwriteAll(int fd, const uint8_t* data, size_t size, uint64_t at) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pwrite(fd, data + done, size - done, static_cast<off_t>(at + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errnoStatus("write pack");
+    }
+    done += static_cast<size_t>(n);
+  }
+  return okStatus();
+}
+
+StatusOr<size_t> preadSome(int fd, uint64_t at, std::span<uint8_t> out) {
+  while (true) {
+    ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errnoStatus("read pack");
+    return static_cast<size_t>(n);
+  }
+}
+
+// "<8 hex digits>.pack" -> its number.
+std::optional<uint32_t> packNumber(const std::string& name) {
+  if (name.size() != 13 || name.compare(8, 5, ".pack") != 0) return std::nullopt;
+  uint32_t n = 0;
+  for (size_t i = 0; i < 8; ++i) {
+    const char c = name[i];
+    const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (v < 0) return std::nullopt;
+    n = n << 4 | static_cast<uint32_t>(v);
+  }
+  return n;
+}
+
+StatusOr<std::vector<uint32_t>> listPacks(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return errnoStatus("list " + dir);
+  std::vector<uint32_t> out;
+  while (const dirent* e = ::readdir(d))
+    if (auto n = packNumber(e->d_name)) out.push_back(*n);
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+class PackReader final : public BlobReader {
+ public:
+  PackReader(int fd, uint64_t base, uint64_t size) : fd_(fd), base_(base), size_(size) {}
+  ~PackReader() override { ::close(fd_); }
+  uint64_t size() const override { return size_; }
+  StatusOr<size_t> read(uint64_t offset, std::span<uint8_t> out) override {
+    if (offset >= size_ || out.empty()) return size_t{0};
+    out = out.first(static_cast<size_t>(std::min<uint64_t>(out.size(), size_ - offset)));
+    return preadSome(fd_, base_ + offset, out);
+  }
+
+ private:
+  int fd_;
+  uint64_t base_, size_;
+};
+
+}  // namespace
+
+// One pack this process appends to: where the next record goes, which bytes
+// are written and which are durable, and the zero-filled space ahead.
+class PackBlobStore::Pack {
+ public:
+  Pack(uint32_t number, int fd, uint64_t limit) : number_(number), fd_(fd), limit_(limit) {}
+  // Drops zero-filled space nobody will write (not synced: after a crash
+  // the zeros come back, which a scan reads as the end).
+  ~Pack() {
+    if (status_.ok() && !zeroing_ && written_end_ == reserved_end_ && prepared_end_ > reserved_end_)
+      (void)::ftruncate(fd_, static_cast<off_t>(reserved_end_));
+    ::close(fd_);
+  }
+  uint32_t number() const { return number_; }
+
+  // The offset for a record of `total` bytes; nullopt if the pack is full or failed.
+  std::optional<uint64_t> reserve(uint64_t total) {
+    std::lock_guard l(mu_);
+    if (!status_.ok() || (reserved_end_ > 0 && reserved_end_ + total > limit_)) return std::nullopt;
+    const uint64_t at = reserved_end_;
+    reserved_end_ += total;
+    return at;
+  }
+
+  // Writes a reserved record. Waits while its range is being zero-filled.
+  Status write(uint64_t at, ByteView record) {
+    const uint64_t end = at + record.size();
+    {
+      std::unique_lock l(mu_);
+      cv_.wait(l, [&] { return !zeroing_ || end <= zero_from_ || at >= zero_to_; });
+    }
+    Status s = pwriteAll(fd_, record.data(), record.size(), at);
+    std::lock_guard l(mu_);
+    if (!s.ok()) {
+      fail(s);
+      return s;
+    }
+    if (at == written_end_) {
+      written_end_ = end;
+      for (auto it = done_.begin(); it != done_.end() && it->first == written_end_; it = done_.erase(it))
+        written_end_ = it->second;
+    } else {
+      done_[at] = end;
+    }
+    cv_.notify_all();
+    return okStatus();
+  }
+
+  // Returns once every byte before `end` is written and an fdatasync begun
+  // after that has completed. Concurrent callers share syncs.
+  Status durable(uint64_t end) {
+    std::unique_lock l(mu_);
+    while (true) {
+      if (!status_.ok()) return status_;
+      if (synced_end_ >= end) return okStatus();
+      if (!syncing_ && written_end_ >= end) {
+        syncing_ = true;
+        const uint64_t target = written_end_;
+        l.unlock();
+        const int rc = ::fdatasync(fd_);
+        const Status s = rc == 0 ? okStatus() : errnoStatus("fdatasync pack");
+        l.lock();
+        syncing_ = false;
+        // A failed fdatasync may have dropped dirty pages: nothing after the
+        // last good sync is trusted again in this pack.
+        if (!s.ok()) fail(s);
+        else synced_end_ = std::max(synced_end_, target);
+        cv_.notify_all();
+        continue;
+      }
+      cv_.wait(l);
+    }
+  }
+
+  // Claims the next range to zero-fill, if the prepared space ahead of the
+  // records is short of `ahead`.
+  std::optional<std::pair<uint64_t, uint64_t>> claimZeroRange(uint64_t ahead, uint64_t chunk) {
+    std::lock_guard l(mu_);
+    if (!status_.ok() || zeroing_ || prepare_failed_) return std::nullopt;
+    const uint64_t from = std::max(prepared_end_, reserved_end_);
+    if (from >= reserved_end_ + ahead || from >= limit_) return std::nullopt;
+    zeroing_ = true;
+    zero_from_ = from;
+    zero_to_ = std::min(from + chunk, limit_);
+    return std::pair{zero_from_, zero_to_};
+  }
+
+  void zeroFill(uint64_t from, uint64_t to, const Bytes& zeros) {
+    Status s = okStatus();
+    for (uint64_t at = from; s.ok() && at < to; at += zeros.size())
+      s = pwriteAll(fd_, zeros.data(), static_cast<size_t>(std::min<uint64_t>(zeros.size(), to - at)), at);
+    if (s.ok() && ::fdatasync(fd_) != 0) s = errnoStatus("fdatasync pack");
+    std::lock_guard l(mu_);
+    zeroing_ = false;
+    if (s.ok()) prepared_end_ = to;
+    else prepare_failed_ = true;  // records are still appended, only slower
+    cv_.notify_all();
+  }
+
+ private:
+  void fail(const Status& s) {
+    if (status_.ok()) status_ = s;
+    cv_.notify_all();
+  }
+
+  const uint32_t number_;
+  const int fd_;
+  const uint64_t limit_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Status status_ = okStatus();       // the first write or sync failure, for good
+  uint64_t reserved_end_ = 0;        // the next record starts here
+  uint64_t written_end_ = 0;         // every byte before this is written
+  std::map<uint64_t, uint64_t> done_;  // records written beyond written_end_: start -> end
+  uint64_t synced_end_ = 0;          // every byte before this is durable
+  bool syncing_ = false;
+  uint64_t prepared_end_ = 0;        // zero-filled and synced up to here
+  bool zeroing_ = false, prepare_failed_ = false;
+  uint64_t zero_from_ = 0, zero_to_ = 0;
+};
+
+class PackBlobStore::Writer final : public BlobWriter {
+ public:
+  Writer(PackBlobStore& store, std::string id) : store_(store), id_(std::move(id)), record_(pack::kHeaderSize) {}
+  const std::string& id() const override { return id_; }
+
+  Status append(ByteView data) override {
+    if (done_) return internalError("writer already committed");
+    if (file_) return file_->append(data);
+    if (record_.size() - pack::kHeaderSize + data.size() > store_.options_.inline_max) {
+      ASSIGN_OR_RETURN(file_, store_.files_->createWithId(id_));
+      RETURN_IF_ERROR(file_->append(ByteView(record_).subspan(pack::kHeaderSize)));
+      Bytes().swap(record_);
+      return file_->append(data);
+    }
+    record_.insert(record_.end(), data.begin(), data.end());
+    return okStatus();
+  }
+
+  Status commit() override {
+    if (done_) return internalError("writer already committed");
+    done_ = true;
+    if (file_) return file_->commit();
+    return store_.commitRecord(id_, record_);
+  }
+
+ private:
+  PackBlobStore& store_;
+  const std::string id_;
+  Bytes record_;  // header space, then the content
+  std::unique_ptr<BlobWriter> file_;
+  bool done_ = false;
+};
+
+size_t PackBlobStore::RawIdHash::operator()(const pack::RawId& id) const {
+  size_t h = 0;
+  std::memcpy(&h, id.data(), sizeof h);  // the ids are random
+  return h;
+}
+
+PackBlobStore::PackBlobStore(std::string root, Random& random, PackOptions options,
+                             std::unique_ptr<FilesystemBlobStore> files)
+    : root_(std::move(root)), packs_dir_(root_ + "/packs"), random_(random), options_(options),
+      files_(std::move(files)) {
+  if (options_.prepare_ahead > 0) preparer_ = std::thread([this] { preparerLoop(); });
+}
+
+PackBlobStore::~PackBlobStore() {
+  {
+    std::lock_guard l(prep_mu_);
+    stopping_ = true;
+  }
+  prep_cv_.notify_all();
+  if (preparer_.joinable()) preparer_.join();
+}
+
+StatusOr<std::unique_ptr<PackBlobStore>> PackBlobStore::open(const std::string& root, Random& random,
+                                                            PackOptions options) {
+  if (options.inline_max > options.pack_size || options.inline_max > pack::kMaxContent)
+    return invalidArgument("inline_max must not exceed the pack size");
+  ASSIGN_OR_RETURN(auto files, FilesystemBlobStore::open(root, random));
+  RETURN_IF_ERROR(ensureDirectory(root + "/packs"));
+  return std::unique_ptr<PackBlobStore>(new PackBlobStore(root, random, options, std::move(files)));
+}
+
+std::string PackBlobStore::packPath(uint32_t pack) const {
+  char name[16];
+  std::snprintf(name, sizeof name, "%08x.pack", pack);
+  return packs_dir_ + "/" + name;
+}
+
+StatusOr<std::unique_ptr<BlobWriter>> PackBlobStore::create() {
+  return std::unique_ptr<BlobWriter>(new Writer(*this, newUuid(random_)));
+}
+
+StatusOr<std::shared_ptr<PackBlobStore::Pack>> PackBlobStore::activePack(int lane) {
+  std::lock_guard l(lanes_mu_);
+  if (lanes_[lane]) return lanes_[lane];
+  // A new pack: the number after every pack there is (other processes
+  // create theirs in the same directory; O_EXCL settles a race).
+  ASSIGN_OR_RETURN(std::vector<uint32_t> existing, listPacks(packs_dir_));
+  uint32_t number = existing.empty() ? 1 : existing.back() + 1;
+  for (int attempt = 0; attempt < 100; ++attempt, ++number) {
+    const std::string path = packPath(number);
+    const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) continue;
+    if (fd < 0) return errnoStatus("create " + path);
+    Status s = syncDirectory(packs_dir_);
+    if (!s.ok()) {
+      ::close(fd);
+      ::unlink(path.c_str());
+      return s;
+    }
+    {
+      std::lock_guard m(map_mu_);
+      packs_[number] = Known{0, true};
+    }
+    lanes_[lane] = std::make_shared<Pack>(number, fd, options_.pack_size);
+    return lanes_[lane];
+  }
+  return internalError("cannot create a pack in " + packs_dir_);
+}
+
+void PackBlobStore::retire(int lane, const std::shared_ptr<Pack>& pack) {
+  std::lock_guard l(lanes_mu_);
+  if (lanes_[lane] == pack) lanes_[lane].reset();
+}
+
+Status PackBlobStore::commitRecord(const std::string& id, Bytes& record) {
+  auto raw = pack::rawId(id);
+  if (!raw) return internalError("blob id is not a UUID");
+  const uint64_t length = record.size() - pack::kHeaderSize;
+  const auto header = pack::encode(pack::Header{pack::Kind::kBlob, length, *raw});
+  std::copy(header.begin(), header.end(), record.begin());
+  const int lane = record.size() <= options_.small_record ? 0 : 1;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    ASSIGN_OR_RETURN(std::shared_ptr<Pack> p, activePack(lane));
+    const auto at = p->reserve(record.size());
+    if (!at) {  // full (or failed): the next pack
+      retire(lane, p);
+      continue;
+    }
+    if (lane == 0 && options_.prepare_ahead > 0) prep_cv_.notify_one();
+    Status s = p->write(*at, record);
+    if (s.ok()) s = p->durable(*at + record.size());
+    if (!s.ok()) {
+      retire(lane, p);
+      return s;
+    }
+    std::lock_guard l(map_mu_);
+    locations_[*raw] = Location{p->number(), *at + pack::kHeaderSize, length};
+    return okStatus();
+  }
+  return internalError("no pack takes a record of " + std::to_string(record.size()) + " bytes");
+}
+
+Status PackBlobStore::refresh() {
+  std::lock_guard r(refresh_mu_);
+  ASSIGN_OR_RETURN(std::vector<uint32_t> numbers, listPacks(packs_dir_));
+  for (uint32_t number : numbers) {
+    uint64_t from = 0;
+    {
+      std::lock_guard l(map_mu_);
+      const Known& k = packs_[number];
+      if (k.own) continue;
+      from = k.scanned_end;
+    }
+    const std::string path = packPath(number);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errnoStatus("open " + path);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      ::close(fd);
+      return errnoStatus("stat " + path);
+    }
+    std::vector<pack::Record> found;
+    auto end = pack::scan([fd](uint64_t at, std::span<uint8_t> out) { return preadSome(fd, at, out); }, from,
+                          static_cast<uint64_t>(st.st_size), [&](const pack::Record& rec) { found.push_back(rec); });
+    ::close(fd);
+    if (!end.ok()) return end.status();
+    std::lock_guard l(map_mu_);
+    for (const auto& rec : found) {
+      if (rec.header.kind == pack::Kind::kBlob) locations_[rec.header.id] = Location{number, rec.offset, rec.header.length};
+      else locations_.erase(rec.header.id);
+    }
+    packs_[number].scanned_end = end->end;
+  }
+  std::lock_guard l(map_mu_);
+  scanned_ = true;
+  return okStatus();
+}
+
+std::optional<PackBlobStore::Location> PackBlobStore::find(const pack::RawId& raw) {
+  std::lock_guard l(map_mu_);
+  auto it = locations_.find(raw);
+  if (it == locations_.end()) return std::nullopt;
+  return it->second;
+}
+
+void PackBlobStore::forget(const pack::RawId& raw) {
+  std::lock_guard l(map_mu_);
+  locations_.erase(raw);
+}
+
+StatusOr<std::optional<PackBlobStore::Location>> PackBlobStore::lookup(const std::string& id, pack::RawId& raw) {
+  auto r = pack::rawId(id);
+  if (!r) return invalidArgument("not a blob id");
+  raw = *r;
+  bool scanned;
+  {
+    std::lock_guard l(map_mu_);
+    scanned = scanned_;
+  }
+  if (!scanned) RETURN_IF_ERROR(refresh());
+  if (auto loc = find(raw)) return loc;
+  return std::optional<Location>();
+}
+
+std::optional<PackBlobStore::Location> PackBlobStore::locate(const std::string& id) {
+  pack::RawId raw;
+  auto loc = lookup(id, raw);
+  if (!loc.ok()) return std::nullopt;
+  return *loc;
+}
+
+StatusOr<std::unique_ptr<BlobReader>> PackBlobStore::open(const std::string& id) {
+  pack::RawId raw;
+  ASSIGN_OR_RETURN(std::optional<Location> loc, lookup(id, raw));
+  if (!loc) {
+    // A file of its own, or written by another process since the last scan.
+    auto file = files_->open(id);
+    if (file.ok() || file.status().code() != StatusCode::kNotFound) return file;
+    RETURN_IF_ERROR(refresh());
+    loc = find(raw);
+    if (!loc) return notFound("blob " + id + " not found");
+  }
+  const std::string path = packPath(loc->pack);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return dataLoss("pack " + path + " of blob " + id + " is missing");
+    return errnoStatus("open " + path);
+  }
+  // The header must still name this blob: another process may have removed
+  // it, and damage shows here before any content is read.
+  std::array<uint8_t, pack::kHeaderSize> buf{};
+  auto got = preadSome(fd, loc->offset - pack::kHeaderSize, buf);
+  std::optional<pack::Header> h;
+  if (got.ok() && *got == buf.size()) h = pack::decode(buf);
+  if (!h || h->id != raw || h->length != loc->length) {
+    ::close(fd);
+    if (!got.ok()) return got.status();
+    return dataLoss("the pack header of blob " + id + " is damaged");
+  }
+  if (h->kind == pack::Kind::kRemoved) {
+    ::close(fd);
+    forget(raw);
+    return notFound("blob " + id + " not found");
+  }
+  return std::unique_ptr<BlobReader>(new PackReader(fd, loc->offset, loc->length));
+}
+
+Status PackBlobStore::remove(const std::string& id) {
+  pack::RawId raw;
+  ASSIGN_OR_RETURN(std::optional<Location> loc, lookup(id, raw));
+  if (!loc) {
+    Status s = files_->remove(id);
+    if (s.code() != StatusCode::kNotFound) return s;
+    RETURN_IF_ERROR(refresh());
+    loc = find(raw);
+    if (!loc) return s;
+  }
+  const std::string path = packPath(loc->pack);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return errnoStatus("open " + path);
+  const auto header = pack::encode(pack::Header{pack::Kind::kRemoved, loc->length, raw});
+  Status s = pwriteAll(fd, header.data(), header.size(), loc->offset - pack::kHeaderSize);
+  // The content goes: a hole where the filesystem has them, zeros elsewhere.
+  if (s.ok() && loc->length > 0 &&
+      ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(loc->offset),
+                  static_cast<off_t>(loc->length)) != 0) {
+    const Bytes zeros(static_cast<size_t>(std::min<uint64_t>(loc->length, 1 << 20)), 0);
+    for (uint64_t at = 0; s.ok() && at < loc->length; at += zeros.size())
+      s = pwriteAll(fd, zeros.data(), static_cast<size_t>(std::min<uint64_t>(zeros.size(), loc->length - at)),
+                    loc->offset + at);
+  }
+  if (s.ok() && ::fdatasync(fd) != 0) s = errnoStatus("fdatasync " + path);
+  ::close(fd);
+  if (s.ok()) forget(raw);
+  return s;
+}
+
+Status PackBlobStore::forEach(const std::function<void(const std::string& id)>& fn) {
+  RETURN_IF_ERROR(refresh());
+  std::vector<pack::RawId> ids;
+  {
+    std::lock_guard l(map_mu_);
+    ids.reserve(locations_.size());
+    for (const auto& [raw, loc] : locations_) ids.push_back(raw);
+  }
+  for (const auto& raw : ids) fn(pack::idString(raw));
+  return files_->forEach(fn);
+}
+
+void PackBlobStore::preparerLoop() {
+  const Bytes zeros(static_cast<size_t>(std::min<uint64_t>(options_.prepare_chunk, 1 << 20)), 0);
+  std::unique_lock l(prep_mu_);
+  while (!stopping_) {
+    std::shared_ptr<Pack> p;
+    {
+      std::lock_guard g(lanes_mu_);
+      p = lanes_[0];
+    }
+    if (p) {
+      if (auto range = p->claimZeroRange(options_.prepare_ahead, options_.prepare_chunk)) {
+        l.unlock();
+        p->zeroFill(range->first, range->second, zeros);
+        l.lock();
+        continue;
+      }
+    }
+    prep_cv_.wait_for(l, std::chrono::milliseconds(200));
+  }
+}
+
+}  // namespace bastion::storage

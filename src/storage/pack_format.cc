@@ -1,0 +1,111 @@
+#include "storage/pack_format.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+
+namespace bastion::storage::pack {
+namespace {
+
+constexpr uint8_t kMagic[4] = {'B', 'P', 'K', '1'};
+constexpr size_t kCrcAt = 44;
+
+void putLe(uint8_t* p, uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint64_t getLe(const uint8_t* p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+uint32_t crcOf(const uint8_t* p, size_t n) {
+  return static_cast<uint32_t>(::crc32(::crc32(0L, Z_NULL, 0), p, static_cast<uInt>(n)));
+}
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::array<uint8_t, kHeaderSize> encode(const Header& h) {
+  std::array<uint8_t, kHeaderSize> b{};
+  std::copy(std::begin(kMagic), std::end(kMagic), b.begin());
+  b[4] = static_cast<uint8_t>(h.kind);
+  putLe(&b[8], h.length, 8);
+  std::copy(h.id.begin(), h.id.end(), b.begin() + 16);
+  putLe(&b[kCrcAt], crcOf(b.data(), kCrcAt), 4);
+  return b;
+}
+
+std::optional<Header> decode(ByteView bytes) {
+  if (bytes.size() < kHeaderSize) return std::nullopt;
+  const uint8_t* b = bytes.data();
+  if (!std::equal(std::begin(kMagic), std::end(kMagic), b)) return std::nullopt;
+  if (getLe(&b[kCrcAt], 4) != crcOf(b, kCrcAt)) return std::nullopt;
+  if (b[4] != static_cast<uint8_t>(Kind::kBlob) && b[4] != static_cast<uint8_t>(Kind::kRemoved)) return std::nullopt;
+  if (b[5] || b[6] || b[7] || std::any_of(b + 32, b + kCrcAt, [](uint8_t x) { return x != 0; })) return std::nullopt;
+  Header h;
+  h.kind = static_cast<Kind>(b[4]);
+  h.length = getLe(&b[8], 8);
+  if (h.length > kMaxContent) return std::nullopt;
+  std::copy(b + 16, b + 32, h.id.begin());
+  return h;
+}
+
+std::optional<RawId> rawId(std::string_view id) {
+  if (id.size() != 36) return std::nullopt;
+  RawId raw{};
+  size_t n = 0;
+  for (size_t i = 0; i < id.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (id[i] != '-') return std::nullopt;
+      continue;
+    }
+    const int v = hexValue(id[i]);
+    if (v < 0) return std::nullopt;
+    raw[n / 2] = static_cast<uint8_t>(n % 2 == 0 ? v << 4 : raw[n / 2] | v);
+    ++n;
+  }
+  return raw;
+}
+
+std::string idString(const RawId& raw) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(36);
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) s.push_back('-');
+    s.push_back(kHex[raw[i] >> 4]);
+    s.push_back(kHex[raw[i] & 15]);
+  }
+  return s;
+}
+
+StatusOr<ScanEnd> scan(const ReadAt& read, uint64_t from, uint64_t size, const std::function<void(const Record&)>& visit) {
+  uint64_t at = from;
+  std::array<uint8_t, kHeaderSize> buf{};
+  while (at < size && size - at >= kHeaderSize) {
+    size_t got = 0;
+    while (got < buf.size()) {
+      ASSIGN_OR_RETURN(size_t n, read(at + got, std::span<uint8_t>(buf).subspan(got)));
+      if (n == 0) break;
+      got += n;
+    }
+    if (got < buf.size()) return ScanEnd{at, true};  // the file shrank under us: its end
+    auto h = decode(buf);
+    if (!h || h->length > size - at - kHeaderSize) {
+      const bool zeros = std::all_of(buf.begin(), buf.end(), [](uint8_t x) { return x == 0; });
+      return ScanEnd{at, zeros};
+    }
+    visit(Record{*h, at + kHeaderSize});
+    at += kHeaderSize + h->length;
+  }
+  // Fewer than a header's bytes left: the end, clean only if they are zeros
+  // (scan does not read them; a writer never leaves a partial header there
+  // unless it was interrupted, which is not damage either).
+  return ScanEnd{at, true};
+}
+
+}  // namespace bastion::storage::pack
