@@ -56,9 +56,18 @@ StatusOr<std::vector<uint32_t>> listPacks(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return errnoStatus("list " + dir);
   std::vector<uint32_t> out;
-  while (const dirent* e = ::readdir(d))
+  while (true) {
+    errno = 0;
+    const dirent* e = ::readdir(d);
+    if (!e) break;
     if (auto n = packNumber(e->d_name)) out.push_back(*n);
+  }
+  const int err = errno;
   ::closedir(d);
+  if (err != 0) {
+    errno = err;
+    return errnoStatus("list " + dir);
+  }
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -133,8 +142,8 @@ class PackBlobStore::Pack {
   Status durable(uint64_t end) {
     std::unique_lock l(mu_);
     while (true) {
-      if (!status_.ok()) return status_;
       if (synced_end_ >= end) return okStatus();
+      if (!status_.ok()) return status_;
       if (!syncing_ && written_end_ >= end) {
         syncing_ = true;
         const uint64_t target = written_end_;
@@ -154,6 +163,12 @@ class PackBlobStore::Pack {
     }
   }
 
+  // Best effort after a failed commit: the record's header says removed, so
+  // that nothing reads a blob whose commit failed.
+  void markRemoved(uint64_t at, const std::array<uint8_t, pack::kHeaderSize>& removed) {
+    (void)pwriteAll(fd_, removed.data(), removed.size(), at);
+  }
+
   // Claims the next range to zero-fill, if the prepared space ahead of the
   // records is short of `ahead`.
   std::optional<std::pair<uint64_t, uint64_t>> claimZeroRange(uint64_t ahead, uint64_t chunk) {
@@ -171,11 +186,18 @@ class PackBlobStore::Pack {
     Status s = okStatus();
     for (uint64_t at = from; s.ok() && at < to; at += zeros.size())
       s = pwriteAll(fd_, zeros.data(), static_cast<size_t>(std::min<uint64_t>(zeros.size(), to - at)), at);
-    if (s.ok() && ::fdatasync(fd_) != 0) s = errnoStatus("fdatasync pack");
+    const bool synced = s.ok() && ::fdatasync(fd_) == 0;
     std::lock_guard l(mu_);
     zeroing_ = false;
-    if (s.ok()) prepared_end_ = to;
-    else prepare_failed_ = true;  // records are still appended, only slower
+    if (synced) {
+      prepared_end_ = to;
+    } else if (s.ok()) {
+      // The failed fdatasync may have been the one that reported (and
+      // cleared) a writeback error of records: none of them is trusted.
+      fail(errnoStatus("fdatasync pack"));
+    } else {
+      prepare_failed_ = true;  // zeros not written: records are still appended, only slower
+    }
     cv_.notify_all();
   }
 
@@ -260,6 +282,8 @@ StatusOr<std::unique_ptr<PackBlobStore>> PackBlobStore::open(const std::string& 
                                                             PackOptions options) {
   if (options.inline_max > options.pack_size || options.inline_max > pack::kMaxContent)
     return invalidArgument("inline_max must not exceed the pack size");
+  if (options.prepare_ahead > 0 && options.prepare_chunk == 0)
+    return invalidArgument("prepare_chunk must be positive when space is prepared ahead");
   ASSIGN_OR_RETURN(auto files, FilesystemBlobStore::open(root, random));
   RETURN_IF_ERROR(ensureDirectory(root + "/packs"));
   return std::unique_ptr<PackBlobStore>(new PackBlobStore(root, random, options, std::move(files)));
@@ -287,15 +311,15 @@ StatusOr<std::shared_ptr<PackBlobStore::Pack>> PackBlobStore::activePack(int lan
     const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) continue;
     if (fd < 0) return errnoStatus("create " + path);
+    {
+      std::lock_guard m(map_mu_);  // before any record: refresh() never reads this pack
+      packs_[number] = Known{0, true};
+    }
     Status s = syncDirectory(packs_dir_);
     if (!s.ok()) {
       ::close(fd);
       ::unlink(path.c_str());
       return s;
-    }
-    {
-      std::lock_guard m(map_mu_);
-      packs_[number] = Known{0, true};
     }
     lanes_[lane] = std::make_shared<Pack>(number, fd, options_.pack_size);
     return lanes_[lane];
@@ -315,7 +339,8 @@ Status PackBlobStore::commitRecord(const std::string& id, Bytes& record) {
   const auto header = pack::encode(pack::Header{pack::Kind::kBlob, length, *raw});
   std::copy(header.begin(), header.end(), record.begin());
   const int lane = record.size() <= options_.small_record ? 0 : 1;
-  for (int attempt = 0; attempt < 3; ++attempt) {
+  // A new pack takes any first record; others may fill it first, hence a few rounds.
+  for (int attempt = 0; attempt < 100; ++attempt) {
     ASSIGN_OR_RETURN(std::shared_ptr<Pack> p, activePack(lane));
     const auto at = p->reserve(record.size());
     if (!at) {  // full (or failed): the next pack
@@ -324,7 +349,10 @@ Status PackBlobStore::commitRecord(const std::string& id, Bytes& record) {
     }
     if (lane == 0 && options_.prepare_ahead > 0) prep_cv_.notify_one();
     Status s = p->write(*at, record);
-    if (s.ok()) s = p->durable(*at + record.size());
+    if (s.ok()) {
+      s = p->durable(*at + record.size());
+      if (!s.ok()) p->markRemoved(*at, pack::encode(pack::Header{pack::Kind::kRemoved, length, *raw}));
+    }
     if (!s.ok()) {
       retire(lane, p);
       return s;
@@ -361,6 +389,7 @@ Status PackBlobStore::refresh() {
     ::close(fd);
     if (!end.ok()) return end.status();
     std::lock_guard l(map_mu_);
+    if (packs_[number].own) continue;  // became ours while it was read (created by this process)
     for (const auto& rec : found) {
       if (rec.header.kind == pack::Kind::kBlob) locations_[rec.header.id] = Location{number, rec.offset, rec.header.length};
       else locations_.erase(rec.header.id);
@@ -451,11 +480,27 @@ Status PackBlobStore::remove(const std::string& id) {
     loc = find(raw);
     if (!loc) return s;
   }
+  // Under refresh_mu_: a scan running now cannot put the blob back after forget().
+  std::lock_guard r(refresh_mu_);
   const std::string path = packPath(loc->pack);
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return errnoStatus("open " + path);
+  const uint64_t header_at = loc->offset - pack::kHeaderSize;
+  std::array<uint8_t, pack::kHeaderSize> current{};
+  auto got = preadSome(fd, header_at, current);
+  std::optional<pack::Header> h;
+  if (got.ok() && *got == current.size()) h = pack::decode(current);
+  Status s = okStatus();
+  if (!got.ok()) s = got.status();
+  else if (!h || h->id != raw || h->length != loc->length) s = dataLoss("the pack header of blob " + id + " is damaged");
+  else if (h->kind == pack::Kind::kRemoved) s = notFound("blob " + id + " not found");  // removed elsewhere
+  if (!s.ok()) {
+    ::close(fd);
+    if (s.code() == StatusCode::kNotFound) forget(raw);
+    return s;
+  }
   const auto header = pack::encode(pack::Header{pack::Kind::kRemoved, loc->length, raw});
-  Status s = pwriteAll(fd, header.data(), header.size(), loc->offset - pack::kHeaderSize);
+  s = pwriteAll(fd, header.data(), header.size(), header_at);
   // The content goes: a hole where the filesystem has them, zeros elsewhere.
   if (s.ok() && loc->length > 0 &&
       ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(loc->offset),
@@ -473,13 +518,33 @@ Status PackBlobStore::remove(const std::string& id) {
 
 Status PackBlobStore::forEach(const std::function<void(const std::string& id)>& fn) {
   RETURN_IF_ERROR(refresh());
-  std::vector<pack::RawId> ids;
+  std::map<uint32_t, std::vector<std::pair<pack::RawId, Location>>> by_pack;
   {
     std::lock_guard l(map_mu_);
-    ids.reserve(locations_.size());
-    for (const auto& [raw, loc] : locations_) ids.push_back(raw);
+    for (const auto& [raw, loc] : locations_) by_pack[loc.pack].emplace_back(raw, loc);
   }
-  for (const auto& raw : ids) fn(pack::idString(raw));
+  // Each header is read again: another process may have removed the blob
+  // behind the point its pack was scanned to.
+  for (const auto& [number, entries] : by_pack) {
+    const std::string path = packPath(number);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errnoStatus("open " + path);
+    for (const auto& [raw, loc] : entries) {
+      std::array<uint8_t, pack::kHeaderSize> buf{};
+      auto got = preadSome(fd, loc.offset - pack::kHeaderSize, buf);
+      if (!got.ok()) {
+        ::close(fd);
+        return got.status();
+      }
+      auto h = *got == buf.size() ? pack::decode(buf) : std::nullopt;
+      if (h && (h->kind == pack::Kind::kRemoved || h->id != raw)) {
+        forget(raw);
+        continue;
+      }
+      fn(pack::idString(raw));  // damaged headers too: opening the blob says so
+    }
+    ::close(fd);
+  }
   return files_->forEach(fn);
 }
 

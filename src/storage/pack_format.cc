@@ -3,6 +3,8 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 namespace bastion::storage::pack {
 namespace {
@@ -43,11 +45,18 @@ std::optional<Header> decode(ByteView bytes) {
   if (bytes.size() < kHeaderSize) return std::nullopt;
   const uint8_t* b = bytes.data();
   if (!std::equal(std::begin(kMagic), std::end(kMagic), b)) return std::nullopt;
-  if (getLe(&b[kCrcAt], 4) != crcOf(b, kCrcAt)) return std::nullopt;
   if (b[4] != static_cast<uint8_t>(Kind::kBlob) && b[4] != static_cast<uint8_t>(Kind::kRemoved)) return std::nullopt;
   if (b[5] || b[6] || b[7] || std::any_of(b + 32, b + kCrcAt, [](uint8_t x) { return x != 0; })) return std::nullopt;
   Header h;
   h.kind = static_cast<Kind>(b[4]);
+  if (getLe(&b[kCrcAt], 4) != crcOf(b, kCrcAt)) {
+    // A removal torn between its two changes: the CRC is that of the other kind.
+    uint8_t other[kCrcAt];
+    std::copy(b, b + kCrcAt, other);
+    other[4] = static_cast<uint8_t>(h.kind == Kind::kBlob ? Kind::kRemoved : Kind::kBlob);
+    if (getLe(&b[kCrcAt], 4) != crcOf(other, kCrcAt)) return std::nullopt;
+    h.kind = Kind::kRemoved;
+  }
   h.length = getLe(&b[8], 8);
   if (h.length > kMaxContent) return std::nullopt;
   std::copy(b + 16, b + 32, h.id.begin());
@@ -83,29 +92,73 @@ std::string idString(const RawId& raw) {
   return s;
 }
 
-StatusOr<ScanEnd> scan(const ReadAt& read, uint64_t from, uint64_t size, const std::function<void(const Record&)>& visit) {
-  uint64_t at = from;
+namespace {
+
+// Reads exactly out.size() bytes at `at` unless the file ends first; the count.
+StatusOr<size_t> readFull(const ReadAt& read, uint64_t at, std::span<uint8_t> out) {
+  size_t got = 0;
+  while (got < out.size()) {
+    ASSIGN_OR_RETURN(size_t n, read(at + got, out.subspan(got)));
+    if (n == 0) break;
+    got += n;
+  }
+  return got;
+}
+
+// The record header at `at`, if one decodes there and its content fits in `size`.
+StatusOr<std::optional<Header>> headerAt(const ReadAt& read, uint64_t at, uint64_t size, bool* zeros) {
   std::array<uint8_t, kHeaderSize> buf{};
-  while (at < size && size - at >= kHeaderSize) {
-    size_t got = 0;
-    while (got < buf.size()) {
-      ASSIGN_OR_RETURN(size_t n, read(at + got, std::span<uint8_t>(buf).subspan(got)));
-      if (n == 0) break;
-      got += n;
+  ASSIGN_OR_RETURN(size_t got, readFull(read, at, buf));
+  if (zeros) *zeros = std::all_of(buf.begin(), buf.begin() + static_cast<long>(got), [](uint8_t x) { return x == 0; });
+  if (got < buf.size()) return std::optional<Header>();
+  auto h = decode(buf);
+  if (!h || h->length > size - at - kHeaderSize) return std::optional<Header>();
+  return h;
+}
+
+// The offset of the next decodable header after `from`, or `size` if none.
+StatusOr<uint64_t> nextHeader(const ReadAt& read, uint64_t from, uint64_t size) {
+  constexpr size_t kChunk = 1 << 20;
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(kChunk, size - from)) + kHeaderSize);
+  for (uint64_t at = from + 1; at + kHeaderSize <= size; at += kChunk) {
+    ASSIGN_OR_RETURN(size_t got, readFull(read, at, buf));
+    for (size_t i = 0; i + 4 <= got && i < kChunk; ++i) {
+      const uint8_t* p = static_cast<const uint8_t*>(std::memchr(buf.data() + i, kMagic[0], std::min(got, kChunk) - i));
+      if (!p) break;
+      i = static_cast<size_t>(p - buf.data());
+      if (i + 4 > got || !std::equal(std::begin(kMagic), std::end(kMagic), p)) continue;
+      ASSIGN_OR_RETURN(auto h, headerAt(read, at + i, size, nullptr));
+      if (h) return at + i;
     }
-    if (got < buf.size()) return ScanEnd{at, true};  // the file shrank under us: its end
-    auto h = decode(buf);
-    if (!h || h->length > size - at - kHeaderSize) {
-      const bool zeros = std::all_of(buf.begin(), buf.end(), [](uint8_t x) { return x == 0; });
-      return ScanEnd{at, zeros};
+    if (got < buf.size()) break;
+  }
+  return size;
+}
+
+}  // namespace
+
+StatusOr<ScanEnd> scan(const ReadAt& read, uint64_t from, uint64_t size, const std::function<void(const Record&)>& visit) {
+  ScanEnd result;
+  bool stopped = false;
+  uint64_t at = from;
+  while (at < size && size - at >= kHeaderSize) {
+    bool zeros = false;
+    ASSIGN_OR_RETURN(auto h, headerAt(read, at, size, &zeros));
+    if (!h) {
+      if (!stopped) {
+        stopped = true;
+        result.end = at;
+        result.clean = zeros;
+      }
+      ASSIGN_OR_RETURN(at, nextHeader(read, at, size));
+      continue;
     }
     visit(Record{*h, at + kHeaderSize});
+    if (stopped) ++result.beyond;
     at += kHeaderSize + h->length;
   }
-  // Fewer than a header's bytes left: the end, clean only if they are zeros
-  // (scan does not read them; a writer never leaves a partial header there
-  // unless it was interrupted, which is not damage either).
-  return ScanEnd{at, true};
+  if (!stopped) result.end = at;
+  return result;
 }
 
 }  // namespace bastion::storage::pack

@@ -16,6 +16,8 @@
 //
 // The header's CRC tells a record from zeros, a torn write or damage; the
 // content is authenticated by the layer above (EncryptingBlobStore), not here.
+// Removal rewrites the kind and the CRC in place: a header torn between the
+// two (one of them new) still decodes, as removed.
 #pragma once
 
 #include <array>
@@ -47,7 +49,8 @@ struct Header {
 
 std::array<uint8_t, kHeaderSize> encode(const Header& h);
 // The header in `bytes` (at least kHeaderSize of them), or nullopt if they
-// are not one: zeros, a torn or damaged header, an unknown kind.
+// are not one: zeros, a torn or damaged header, an unknown kind. A header
+// whose CRC matches only with the other kind is a torn removal: kRemoved.
 std::optional<Header> decode(ByteView bytes);
 
 // Canonical UUID text <-> its 16 bytes. nullopt if `id` is not canonical.
@@ -63,14 +66,17 @@ struct Record {
 };
 
 struct ScanEnd {
-  uint64_t end = 0;      // where the records stop: the next record would start here
+  uint64_t end = 0;      // where the records stop being contiguous (a later scan resumes here)
   bool clean = true;     // false if they stop at bytes that are neither zeros nor the file's end
+  uint64_t beyond = 0;   // records found after `end` by searching forward
 };
 
 // Walks the records of a pack of `size` bytes from `from` (a record
-// boundary), calling `visit` for each, until the file ends, a header does not
-// decode, or a record's content would reach past `size`. A read error is
-// returned as such.
+// boundary), calling `visit` for each in file order. Where a header does not
+// decode (damage, or an interrupted write) or a record's content would reach
+// past `size`, it searches forward for the next header that decodes and
+// goes on from there, so one damaged header hides no later record. A read
+// error is returned as such.
 StatusOr<ScanEnd> scan(const ReadAt& read, uint64_t from, uint64_t size, const std::function<void(const Record&)>& visit);
 
 }  // namespace bastion::storage::pack

@@ -70,6 +70,17 @@ TEST(PackFormat, HeaderRoundTripsAndRejectsDamage) {
   }
   std::array<uint8_t, storage::pack::kHeaderSize> zeros{};
   EXPECT_FALSE(storage::pack::decode(zeros));
+  // A removal torn between its kind byte and its CRC decodes as removed, either way round.
+  auto removed = storage::pack::encode({storage::pack::Kind::kRemoved, 123456, h.id});
+  auto torn1 = b, torn2 = removed;
+  torn1[4] = removed[4];  // new kind, old CRC
+  torn2[4] = b[4];        // old kind, new CRC
+  for (const auto& torn : {torn1, torn2}) {
+    auto t = storage::pack::decode(torn);
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->kind, storage::pack::Kind::kRemoved);
+    EXPECT_EQ(t->length, 123456u);
+  }
   EXPECT_FALSE(storage::pack::rawId("0123abcd-4567-89ef-0123-456789abcdeg"));
   EXPECT_FALSE(storage::pack::rawId("../../etc/passwd"));
 }
@@ -194,20 +205,23 @@ TEST(PackBlobStore, ATornTailIsTheEndAndIsNeverWrittenOver) {
   EXPECT_EQ(std::filesystem::file_size(pack), good_size + storage::pack::kHeaderSize + 20);
 }
 
-TEST(PackBlobStore, ADamagedHeaderIsDataLossNotAnotherBlob) {
+TEST(PackBlobStore, ADamagedHeaderIsDataLossAndHidesNoOtherBlob) {
   testing::TempDir dir;
   testing::FakeRandom random;
   auto store = openStore(dir.path(), random);
   const std::string first = *put(*store, pattern(5000, 1));
   const std::string second = *put(*store, pattern(5000, 2));
+  const std::string third = *put(*store, pattern(5000, 3));
   auto loc = store->locate(second);
   flipByte(store->packPath(loc->pack), loc->offset - storage::pack::kHeaderSize + 20);  // in the id
   EXPECT_EQ(store->open(second).status().code(), StatusCode::kDataLoss);
   EXPECT_EQ(get(*store, first), pattern(5000, 1));
-  // Reopened, the scan stops at the damaged header: the blob is missing, not misread.
+  // Reopened, the scan steps over the damaged header to the next one: that blob
+  // is missing (not misread), the one after it is found.
   auto again = openStore(dir.path(), random);
   EXPECT_EQ(again->open(second).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(listAll(*again), std::set<std::string>{first});
+  EXPECT_EQ(get(*again, third), pattern(5000, 3));
+  EXPECT_EQ(listAll(*again), (std::set<std::string>{first, third}));
 }
 
 TEST(PackBlobStore, ConcurrentWritersShareSyncsAndRollPacks) {
