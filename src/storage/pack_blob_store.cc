@@ -39,6 +39,23 @@ StatusOr<size_t> preadSome(int fd, uint64_t at, std::span<uint8_t> out) {
   }
 }
 
+// The record header just before `content_at`; nullopt if none decodes there.
+StatusOr<std::optional<pack::Header>> headerBefore(int fd, uint64_t content_at) {
+  std::array<uint8_t, pack::kHeaderSize> buf{};
+  ASSIGN_OR_RETURN(size_t got, preadSome(fd, content_at - pack::kHeaderSize, buf));
+  if (got < buf.size()) return std::optional<pack::Header>();
+  return pack::decode(buf);
+}
+
+// The kind of the record at `loc`, which must still be blob `raw` (`id`):
+// kDataLoss if its header is damaged or names another blob.
+StatusOr<pack::Kind> recordKind(int fd, uint64_t content_at, uint64_t length, const pack::RawId& raw,
+                                const std::string& id) {
+  ASSIGN_OR_RETURN(std::optional<pack::Header> h, headerBefore(fd, content_at));
+  if (!h || h->id != raw || h->length != length) return dataLoss("the pack header of blob " + id + " is damaged");
+  return h->kind;
+}
+
 // "<8 hex digits>.pack" -> its number.
 std::optional<uint32_t> packNumber(const std::string& name) {
   if (name.size() != 13 || name.compare(8, 5, ".pack") != 0) return std::nullopt;
@@ -453,17 +470,10 @@ StatusOr<std::unique_ptr<BlobReader>> PackBlobStore::open(const std::string& id)
   }
   // The header must still name this blob: another process may have removed
   // it, and damage shows here before any content is read.
-  std::array<uint8_t, pack::kHeaderSize> buf{};
-  auto got = preadSome(fd, loc->offset - pack::kHeaderSize, buf);
-  std::optional<pack::Header> h;
-  if (got.ok() && *got == buf.size()) h = pack::decode(buf);
-  if (!h || h->id != raw || h->length != loc->length) {
+  auto kind = recordKind(fd, loc->offset, loc->length, raw, id);
+  if (!kind.ok() || *kind == pack::Kind::kRemoved) {
     ::close(fd);
-    if (!got.ok()) return got.status();
-    return dataLoss("the pack header of blob " + id + " is damaged");
-  }
-  if (h->kind == pack::Kind::kRemoved) {
-    ::close(fd);
+    if (!kind.ok()) return kind.status();
     forget(raw);
     return notFound("blob " + id + " not found");
   }
@@ -485,22 +495,15 @@ Status PackBlobStore::remove(const std::string& id) {
   const std::string path = packPath(loc->pack);
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return errnoStatus("open " + path);
-  const uint64_t header_at = loc->offset - pack::kHeaderSize;
-  std::array<uint8_t, pack::kHeaderSize> current{};
-  auto got = preadSome(fd, header_at, current);
-  std::optional<pack::Header> h;
-  if (got.ok() && *got == current.size()) h = pack::decode(current);
-  Status s = okStatus();
-  if (!got.ok()) s = got.status();
-  else if (!h || h->id != raw || h->length != loc->length) s = dataLoss("the pack header of blob " + id + " is damaged");
-  else if (h->kind == pack::Kind::kRemoved) s = notFound("blob " + id + " not found");  // removed elsewhere
-  if (!s.ok()) {
+  auto kind = recordKind(fd, loc->offset, loc->length, raw, id);
+  if (!kind.ok() || *kind == pack::Kind::kRemoved) {  // damaged, or removed elsewhere
     ::close(fd);
-    if (s.code() == StatusCode::kNotFound) forget(raw);
-    return s;
+    if (!kind.ok()) return kind.status();
+    forget(raw);
+    return notFound("blob " + id + " not found");
   }
   const auto header = pack::encode(pack::Header{pack::Kind::kRemoved, loc->length, raw});
-  s = pwriteAll(fd, header.data(), header.size(), header_at);
+  Status s = pwriteAll(fd, header.data(), header.size(), loc->offset - pack::kHeaderSize);
   // The content goes: a hole where the filesystem has them, zeros elsewhere.
   if (s.ok() && loc->length > 0 &&
       ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(loc->offset),
@@ -530,14 +533,12 @@ Status PackBlobStore::forEach(const std::function<void(const std::string& id)>& 
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errnoStatus("open " + path);
     for (const auto& [raw, loc] : entries) {
-      std::array<uint8_t, pack::kHeaderSize> buf{};
-      auto got = preadSome(fd, loc.offset - pack::kHeaderSize, buf);
-      if (!got.ok()) {
+      auto h = headerBefore(fd, loc.offset);
+      if (!h.ok()) {
         ::close(fd);
-        return got.status();
+        return h.status();
       }
-      auto h = *got == buf.size() ? pack::decode(buf) : std::nullopt;
-      if (h && (h->kind == pack::Kind::kRemoved || h->id != raw)) {
+      if (*h && ((*h)->kind == pack::Kind::kRemoved || (*h)->id != raw)) {
         forget(raw);
         continue;
       }
