@@ -111,7 +111,8 @@ class PackReader final : public BlobReader {
 // are written and which are durable, and the zero-filled space ahead.
 class PackBlobStore::Pack {
  public:
-  Pack(uint32_t number, int fd, uint64_t limit) : number_(number), fd_(fd), limit_(limit) {}
+  Pack(uint32_t number, int fd, uint64_t limit, bool drop_behind)
+      : number_(number), fd_(fd), limit_(limit), drop_behind_(drop_behind) {}
   // Drops zero-filled space nobody will write (not synced: after a crash
   // the zeros come back, which a scan reads as the end).
   ~Pack() {
@@ -167,6 +168,7 @@ class PackBlobStore::Pack {
         l.unlock();
         const int rc = ::fdatasync(fd_);
         const Status s = rc == 0 ? okStatus() : errnoStatus("fdatasync pack");
+        if (s.ok()) dropBehind(target);
         l.lock();
         syncing_ = false;
         // A failed fdatasync may have dropped dirty pages: nothing after the
@@ -224,9 +226,23 @@ class PackBlobStore::Pack {
     cv_.notify_all();
   }
 
+  // Called by the one syncing thread: the whole pages before `synced` are
+  // clean now, so the kernel drops them (the partial last page stays, the
+  // next record is written into it). Advice only: nothing is lost if ignored.
+  void dropBehind(uint64_t synced) {
+    constexpr uint64_t kPage = 4096;
+    const uint64_t to = synced / kPage * kPage;
+    if (!drop_behind_ || to <= dropped_end_) return;
+    (void)::posix_fadvise(fd_, static_cast<off_t>(dropped_end_), static_cast<off_t>(to - dropped_end_),
+                          POSIX_FADV_DONTNEED);
+    dropped_end_ = to;
+  }
+
   const uint32_t number_;
   const int fd_;
   const uint64_t limit_;
+  const bool drop_behind_;
+  uint64_t dropped_end_ = 0;  // pages before this were dropped; owned by the syncing thread
   std::mutex mu_;
   std::condition_variable cv_;
   Status status_ = okStatus();       // the first write or sync failure, for good
@@ -338,7 +354,7 @@ StatusOr<std::shared_ptr<PackBlobStore::Pack>> PackBlobStore::activePack(int lan
       ::unlink(path.c_str());
       return s;
     }
-    lanes_[lane] = std::make_shared<Pack>(number, fd, options_.pack_size);
+    lanes_[lane] = std::make_shared<Pack>(number, fd, options_.pack_size, options_.drop_behind);
     return lanes_[lane];
   }
   return internalError("cannot create a pack in " + packs_dir_);

@@ -50,6 +50,10 @@ struct PackOptions {
   uint64_t small_record = uint64_t{128} << 10;  // records up to this go to the zero-filled pack
   uint64_t prepare_ahead = uint64_t{16} << 20;  // zero-filled bytes kept ahead of it (0: none)
   uint64_t prepare_chunk = uint64_t{4} << 20;   // written and synced at a time
+  // Once durable, whole pages of records leave the page cache
+  // (POSIX_FADV_DONTNEED): write-once ciphertext would otherwise push the
+  // index and recently read objects out, and every store would take fresh pages.
+  bool drop_behind = true;
 };
 
 class PackBlobStore final : public BlobStore {
