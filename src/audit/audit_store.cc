@@ -54,7 +54,7 @@ AuditStore::AuditStore(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, c
       clock_(clock),
       options_(options),
       opened_us_(toMicros(clock.now())) {
-  writer_ = std::thread([this] { writerLoop(); });
+  checkpointer_ = std::thread([this] { checkpointLoop(); });
 }
 
 AuditStore::~AuditStore() {
@@ -62,17 +62,25 @@ AuditStore::~AuditStore() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
-  work_cv_.notify_all();
-  writer_.join();
+  stop_cv_.notify_all();
+  checkpointer_.join();
 }
 
 Status AuditStore::append(const AuditEvent& event) {
-  Pending p{&event, false, okStatus()};
-  std::unique_lock lock(mu_);
-  if (stopping_) return unavailable("audit store is closing");
-  queue_.push_back(&p);
-  work_cv_.notify_one();
-  done_cv_.wait(lock, [&] { return p.done; });
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return unavailable("audit store is closing");
+  }
+  Pending p{&event};
+  group_.submit(p, [this](std::vector<Pending*>& batch) {
+    int64_t new_head = 0;
+    const Status s = commitBatch(batch, new_head);
+    for (Pending* b : batch) b->status = s;
+    if (s.ok()) {
+      std::lock_guard callback(callback_mu_);
+      if (on_commit_) on_commit_(new_head);
+    }
+  });
   return p.status;
 }
 
@@ -81,41 +89,16 @@ void AuditStore::onCommit(std::function<void(int64_t)> fn) {
   on_commit_ = std::move(fn);
 }
 
-void AuditStore::writerLoop() {
-  for (;;) {
-    std::vector<Pending*> batch;
-    bool stop = false;
-    {
-      std::unique_lock lock(mu_);
-      work_cv_.wait_for(lock, options_.checkpoint_interval, [&] { return !queue_.empty() || stopping_; });
-      while (!queue_.empty() && batch.size() < 2048) {
-        batch.push_back(queue_.front());
-        queue_.pop_front();
-      }
-      stop = stopping_ && queue_.empty();
-    }
-    int64_t new_head = 0;
-    if (!batch.empty()) {
-      const Status s = commitBatch(batch, new_head);
-      {
-        std::lock_guard lock(mu_);
-        for (Pending* p : batch) {
-          p->status = s;
-          p->done = true;
-        }
-      }
-      done_cv_.notify_all();
-      if (s.ok()) {
-        std::lock_guard callback(callback_mu_);
-        if (on_commit_) on_commit_(new_head);
-      }
-    } else {
-      // Quiet: a checkpoint if records are waiting for one past the interval.
-      checkpointQuietly(false);
-    }
-    if (stop) break;
+void AuditStore::checkpointLoop() {
+  std::unique_lock lock(mu_);
+  while (!stop_cv_.wait_for(lock, options_.checkpoint_interval, [&] { return stopping_; })) {
+    // Quiet or not: a checkpoint if records are waiting for one past the interval.
+    lock.unlock();
+    group_.exclusive([&] { checkpointQuietly(false); });
+    lock.lock();
   }
-  checkpointQuietly(true);  // the store closes on a signed head
+  lock.unlock();
+  group_.exclusive([&] { checkpointQuietly(true); });  // the store closes on a signed head
 }
 
 void AuditStore::checkpointQuietly(bool force) {

@@ -2,7 +2,8 @@
 // of its own (audit.db, WAL) next to the index.
 //
 //  - append() returns once the record is committed durably (group commit:
-//    concurrent callers share one transaction and one fsync);
+//    concurrent callers share one transaction and one fsync, run by one of
+//    them);
 //  - records are hash-chained (record.h); a signed checkpoint is written
 //    every `checkpoint_every` records or `checkpoint_interval` of time, and
 //    when the store closes;
@@ -13,7 +14,6 @@
 #pragma once
 
 #include <condition_variable>
-#include <deque>
 #include <map>
 #include <functional>
 #include <mutex>
@@ -23,6 +23,7 @@
 #include "audit/record.h"
 #include "bastion/audit/audit_log.h"
 #include "bastion/common/clock.h"
+#include "common/group_commit.h"
 #include "index/sqlite/sqlite_db.h"
 
 namespace bastion::audit {
@@ -65,7 +66,7 @@ class AuditStore final : public AuditLog {
   // Delivery cursors of export destinations, kept with the records.
   StatusOr<int64_t> cursor(const std::string& destination);
   Status setCursor(const std::string& destination, int64_t seq);
-  // Called (on the writer thread) after each commit with the new head.
+  // Called (on the thread that committed) after each commit with the new head.
   // Once onCommit() returns, the previous function is not running and will
   // not be called again.
   void onCommit(std::function<void(int64_t)> fn);
@@ -75,12 +76,12 @@ class AuditStore final : public AuditLog {
  private:
   struct Pending {
     const AuditEvent* event;
-    bool done = false;
-    Status status;
+    Status status = okStatus();
   };
   AuditStore(std::unique_ptr<index::Db> writer, std::unique_ptr<index::Db> reader, const Keyring& keyring,
              Random& random, const Clock& clock, AuditStoreOptions options);
-  void writerLoop();
+  // Signs a checkpoint when records have waited past the interval, until the store closes.
+  void checkpointLoop();
   Status commitBatch(const std::vector<Pending*>& batch, int64_t& head);
   void checkpointQuietly(bool force);
   // Inside the caller's transaction: a checkpoint at the head if one is due
@@ -91,22 +92,22 @@ class AuditStore final : public AuditLog {
   Status signHead(index::Db& db, const std::optional<Checkpoint>& last, int64_t seq, ByteView hash, int64_t now_us);
   bool tail_alerted_ = false;  // writer connection only
 
-  std::unique_ptr<index::Db> writer_db_;  // writer thread only (and cursor updates under mu_)
+  std::unique_ptr<index::Db> writer_db_;  // inside group_ only
   std::unique_ptr<index::Db> reader_db_;  // guarded by read_mu_
   AuditKeys keys_;
   Random& random_;
   const Clock& clock_;
   AuditStoreOptions options_;
 
+  GroupCommit<Pending> group_;  // appends, and the checkpoint thread's use of writer_db_
   std::mutex mu_;
-  std::condition_variable work_cv_, done_cv_;
-  std::deque<Pending*> queue_;  // guarded by mu_
-  bool stopping_ = false;       // guarded by mu_
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;  // guarded by mu_
   std::mutex callback_mu_;  // guards on_commit_ and is held while it runs
   std::function<void(int64_t)> on_commit_;
   int64_t opened_us_;  // when this store was opened (checkpoint interval before the first)
   std::mutex read_mu_;
-  std::thread writer_;
+  std::thread checkpointer_;
 };
 
 struct VerifyReport {

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/group_commit.h"
 #include "storage/atomic_file.h"
 
 namespace bastion::storage {
@@ -151,41 +152,57 @@ class PackBlobStore::Pack {
     } else {
       done_[at] = end;
     }
-    cv_.notify_all();
+    if (sync_waiting_) cv_.notify_all();  // a sync leader waits for the records before its own
     return okStatus();
   }
 
   // Returns once every byte before `end` is written and an fdatasync begun
-  // after that has completed. Concurrent callers share syncs.
+  // after that has completed. Concurrent callers share syncs (GroupCommit):
+  // the leader waits for the records before the batch's last one, then syncs.
   Status durable(uint64_t end) {
-    std::unique_lock l(mu_);
-    while (true) {
+    {
+      std::lock_guard l(mu_);
       if (synced_end_ >= end) return okStatus();
       if (!status_.ok()) return status_;
-      if (!syncing_ && written_end_ >= end) {
-        syncing_ = true;
+    }
+    SyncRequest me{end};
+    syncs_.submit(me, [this](std::vector<SyncRequest*>& batch) {
+      uint64_t want = 0;
+      for (const SyncRequest* r : batch) want = std::max(want, r->end);
+      std::unique_lock l(mu_);
+      sync_waiting_ = true;
+      cv_.wait(l, [&] { return written_end_ >= want || !status_.ok(); });
+      sync_waiting_ = false;
+      if (status_.ok() && synced_end_ < want) {
         const uint64_t target = written_end_;
         l.unlock();
         const int rc = ::fdatasync(fd_);
         const Status s = rc == 0 ? okStatus() : errnoStatus("fdatasync pack");
         if (s.ok()) dropBehind(target);
         l.lock();
-        syncing_ = false;
         // A failed fdatasync may have dropped dirty pages: nothing after the
         // last good sync is trusted again in this pack.
         if (!s.ok()) fail(s);
         else synced_end_ = std::max(synced_end_, target);
-        cv_.notify_all();
-        continue;
       }
-      cv_.wait(l);
-    }
+      for (SyncRequest* r : batch) r->status = synced_end_ >= r->end ? okStatus() : status_;
+    });
+    return me.status;
   }
 
   // Best effort after a failed commit: the record's header says removed, so
   // that nothing reads a blob whose commit failed.
   void markRemoved(uint64_t at, const std::array<uint8_t, pack::kHeaderSize>& removed) {
     (void)pwriteAll(fd_, removed.data(), removed.size(), at);
+  }
+
+  // True if the zero-filled space ahead of the records is a whole `chunk`
+  // short of `ahead` and nobody is filling it: worth waking the preparer.
+  bool shortOfZeros(uint64_t ahead, uint64_t chunk) {
+    std::lock_guard l(mu_);
+    if (!status_.ok() || zeroing_ || prepare_failed_) return false;
+    const uint64_t have = prepared_end_ > reserved_end_ ? prepared_end_ - reserved_end_ : 0;
+    return have < (ahead > chunk ? ahead - chunk : ahead) && reserved_end_ < limit_;
   }
 
   // Claims the next range to zero-fill, if the prepared space ahead of the
@@ -250,7 +267,12 @@ class PackBlobStore::Pack {
   uint64_t written_end_ = 0;         // every byte before this is written
   std::map<uint64_t, uint64_t> done_;  // records written beyond written_end_: start -> end
   uint64_t synced_end_ = 0;          // every byte before this is durable
-  bool syncing_ = false;
+  bool sync_waiting_ = false;        // a sync leader waits for written_end_
+  struct SyncRequest {
+    uint64_t end;
+    Status status = okStatus();
+  };
+  GroupCommit<SyncRequest> syncs_;
   uint64_t prepared_end_ = 0;        // zero-filled and synced up to here
   bool zeroing_ = false, prepare_failed_ = false;
   uint64_t zero_from_ = 0, zero_to_ = 0;
@@ -380,7 +402,8 @@ Status PackBlobStore::commitRecord(const std::string& id, Bytes& record) {
       retire(lane, p);
       continue;
     }
-    if (lane == 0 && options_.prepare_ahead > 0) prep_cv_.notify_one();
+    if (lane == 0 && options_.prepare_ahead > 0 && p->shortOfZeros(options_.prepare_ahead, options_.prepare_chunk))
+      prep_cv_.notify_one();
     Status s = p->write(*at, record);
     if (s.ok()) {
       s = p->durable(*at + record.size());

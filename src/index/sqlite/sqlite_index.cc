@@ -121,28 +121,12 @@ StatusOr<std::unique_ptr<SqliteIndex>> SqliteIndex::open(const std::string& path
 
 StatusOr<PutResult> SqliteIndex::putInstance(const InstanceRecord& record) {
   Pending p{&record};
-  std::unique_lock lock(write_mu_);
-  queue_.push_back(&p);
-  while (!p.done) {
-    if (!leader_active_) {
-      leader_active_ = true;
-      std::vector<Pending*> batch(queue_.begin(), queue_.end());
-      queue_.clear();
-      lock.unlock();
-      commitBatch(batch);
-      lock.lock();
-      leader_active_ = false;
-      for (Pending* b : batch) b->done = true;
-      write_cv_.notify_all();
-    } else {
-      write_cv_.wait(lock);
-    }
-  }
+  writes_.submit(p, [this](std::vector<Pending*>& batch) { commitBatch(batch); });
   return p.result;
 }
 
 void SqliteIndex::commitBatch(std::vector<Pending*>& batch) {
-  // Only the leader touches writer_ here; leader_active_ serialises leaders.
+  // Only the batch's leader touches writer_ here (GroupCommit).
   Status s = writer_->exec("BEGIN IMMEDIATE");
   if (!s.ok()) {
     for (Pending* p : batch) p->result = s;
@@ -715,17 +699,7 @@ Status SqliteIndex::remove(const std::string& ae) {
   });
 }
 
-Status SqliteIndex::withWriter(const std::function<Status()>& fn) {
-  std::unique_lock lock(write_mu_);
-  write_cv_.wait(lock, [&] { return !leader_active_; });
-  leader_active_ = true;
-  lock.unlock();
-  Status s = fn();
-  lock.lock();
-  leader_active_ = false;
-  write_cv_.notify_all();
-  return s;
-}
+Status SqliteIndex::withWriter(const std::function<Status()>& fn) { return writes_.exclusive(fn); }
 
 StatusOr<std::vector<DicomNode>> SqliteIndex::list() {
   std::lock_guard lock(read_mu_);

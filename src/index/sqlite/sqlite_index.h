@@ -3,13 +3,12 @@
 // transaction and one fsync; each caller returns once its record is durable.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
 
 #include "bastion/index/index.h"
 #include "bastion/service/node_registry.h"
+#include "common/group_commit.h"
 #include "index/phi_codec.h"
 #include "index/sqlite/sqlite_db.h"
 
@@ -45,7 +44,6 @@ class SqliteIndex final : public Index, public NodeRegistry {
   struct Pending {
     const InstanceRecord* record;
     StatusOr<PutResult> result = internalError("not committed");
-    bool done = false;
   };
   SqliteIndex(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Keyring& keyring, Random& random)
       : writer_(std::move(writer)), reader_(std::move(reader)), phi_(keyring, random) {}
@@ -61,10 +59,7 @@ class SqliteIndex final : public Index, public NodeRegistry {
   Status withWriter(const std::function<Status()>& fn);
   Status addTokens(const char* table, int64_t pk, const std::vector<Bytes>& tokens);
 
-  std::mutex write_mu_;  // guards writer_ and the queue below
-  std::condition_variable write_cv_;
-  std::deque<Pending*> queue_;
-  bool leader_active_ = false;
+  GroupCommit<Pending> writes_;  // serialises every use of writer_
   std::unique_ptr<Db> writer_;
   std::mutex read_mu_;  // guards reader_
   std::unique_ptr<Db> reader_;
