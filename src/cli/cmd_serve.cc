@@ -1,4 +1,6 @@
 // bastion serve: runs the DICOM listeners until SIGINT/SIGTERM.
+#include <malloc.h>
+
 #include <csignal>
 #include <fstream>
 #include <iostream>
@@ -17,7 +19,18 @@ namespace {
 volatile std::sig_atomic_t g_stop = 0;
 void onSignal(int) { g_stop = 1; }
 
+// Objects up to 16 MiB pass through several buffers per store (the received
+// part, the ciphertext, the pack record). By default glibc maps and unmaps
+// each one (its threshold adapts only up to what was last freed) and trims
+// freed heap tops: measured, page faults and unmapping took ~27 % of the
+// server's CPU in 512x512 STOW-RS. Kept in the heap, freed buffers are reused.
+void keepLargeBuffers() {
+  (void)::mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  (void)::mallopt(M_TRIM_THRESHOLD, 64 << 20);
+}
+
 int serve(const std::string& config_path) {
+  keepLargeBuffers();
   auto archive = server::openArchive(config_path);
   if (!archive.ok()) {
     std::cerr << "serve: " << archive.status().toString() << "\n";

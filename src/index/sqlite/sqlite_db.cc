@@ -72,6 +72,10 @@ StatusOr<std::unique_ptr<Db>> Db::open(const std::string& path, bool readonly) {
 }
 
 StatusOr<std::unique_ptr<Db>> Db::open(const std::string& path, bool readonly, std::span<const Migration> migrations) {
+  // Before SQLite initialises (the first open): no global memory statistics,
+  // which take a process-wide mutex on every allocation of every connection.
+  static const bool configured = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+  (void)configured;
   sqlite3* raw = nullptr;
   const int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                     SQLITE_OPEN_NOMUTEX;
