@@ -59,8 +59,9 @@ AuditStore::AuditStore(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, c
 
 AuditStore::~AuditStore() {
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     stopping_ = true;
+    stop_cv_.wait(lock, [&] { return appending_ == 0; });  // the last records, then the closing checkpoint
   }
   stop_cv_.notify_all();
   checkpointer_.join();
@@ -70,17 +71,26 @@ Status AuditStore::append(const AuditEvent& event) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return unavailable("audit store is closing");
+    ++appending_;
   }
   Pending p{&event};
   group_.submit(p, [this](std::vector<Pending*>& batch) {
     int64_t new_head = 0;
-    const Status s = commitBatch(batch, new_head);
+    Status s = okStatus();
+    try {
+      s = commitBatch(batch, new_head);
+    } catch (...) {
+      (void)writer_db_->exec("ROLLBACK");  // the next batch must not find a transaction open
+      throw;
+    }
     for (Pending* b : batch) b->status = s;
     if (s.ok()) {
       std::lock_guard callback(callback_mu_);
       if (on_commit_) on_commit_(new_head);
     }
   });
+  std::lock_guard lock(mu_);
+  if (--appending_ == 0 && stopping_) stop_cv_.notify_all();
   return p.status;
 }
 
@@ -90,9 +100,12 @@ void AuditStore::onCommit(std::function<void(int64_t)> fn) {
 }
 
 void AuditStore::checkpointLoop() {
+  // Looks four times per interval, so records wait at most 1.25 intervals
+  // for their checkpoint (checkpointIfDue measures from the last one).
+  const auto tick = std::max<std::chrono::milliseconds>(
+      std::chrono::milliseconds(10), std::chrono::duration_cast<std::chrono::milliseconds>(options_.checkpoint_interval) / 4);
   std::unique_lock lock(mu_);
-  while (!stop_cv_.wait_for(lock, options_.checkpoint_interval, [&] { return stopping_; })) {
-    // Quiet or not: a checkpoint if records are waiting for one past the interval.
+  while (!stop_cv_.wait_for(lock, tick, [&] { return stopping_; })) {
     lock.unlock();
     group_.exclusive([&] { checkpointQuietly(false); });
     lock.lock();
@@ -242,16 +255,19 @@ StatusOr<int64_t> AuditStore::lastSeq() {
 }
 
 StatusOr<Checkpoint> AuditStore::checkpoint() {
+  // On the writer connection, in turn with the appends (checkpoint state such
+  // as tail_alerted_ belongs to it).
+  Status s = group_.exclusive([&]() -> Status {
+    Db& db = *writer_db_;
+    RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
+    Status signed_head = checkpointIfDue(db, true);
+    if (signed_head.ok()) signed_head = db.exec("COMMIT");
+    if (!signed_head.ok()) (void)db.exec("ROLLBACK");
+    return signed_head;
+  });
+  if (!s.ok()) return s;
   std::lock_guard lock(read_mu_);
-  Db& db = *reader_db_;
-  RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
-  Status s = checkpointIfDue(db, true);
-  if (s.ok()) s = db.exec("COMMIT");
-  if (!s.ok()) {
-    (void)db.exec("ROLLBACK");
-    return s;
-  }
-  ASSIGN_OR_RETURN(auto cp, lastCheckpoint(db));
+  ASSIGN_OR_RETURN(auto cp, lastCheckpoint(*reader_db_));
   if (!cp) return notFound("the audit trail is empty");
   return *cp;
 }

@@ -66,7 +66,9 @@ class AuditStore final : public AuditLog {
   // Delivery cursors of export destinations, kept with the records.
   StatusOr<int64_t> cursor(const std::string& destination);
   Status setCursor(const std::string& destination, int64_t seq);
-  // Called (on the thread that committed) after each commit with the new head.
+  // Called (on the thread that committed, before the batch's callers return)
+  // after each commit with the new head: keep it short, and do not append
+  // or call onCommit() from it.
   // Once onCommit() returns, the previous function is not running and will
   // not be called again.
   void onCommit(std::function<void(int64_t)> fn);
@@ -76,7 +78,7 @@ class AuditStore final : public AuditLog {
  private:
   struct Pending {
     const AuditEvent* event;
-    Status status = okStatus();
+    Status status = unavailable("audit record not committed");
   };
   AuditStore(std::unique_ptr<index::Db> writer, std::unique_ptr<index::Db> reader, const Keyring& keyring,
              Random& random, const Clock& clock, AuditStoreOptions options);
@@ -103,6 +105,7 @@ class AuditStore final : public AuditLog {
   std::mutex mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;  // guarded by mu_
+  int appending_ = 0;      // append() calls inside group_; guarded by mu_
   std::mutex callback_mu_;  // guards on_commit_ and is held while it runs
   std::function<void(int64_t)> on_commit_;
   int64_t opened_us_;  // when this store was opened (checkpoint interval before the first)

@@ -20,13 +20,15 @@ namespace bastion {
 template <typename T>
 class GroupCommit {
  public:
-  explicit GroupCommit(size_t max_batch = 2048) : max_batch_(max_batch) {}
+  explicit GroupCommit(size_t max_batch = 2048) : max_batch_(max_batch > 0 ? max_batch : 1) {}
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
 
   // Queues `item` and returns once a `commit(batch)` whose batch held it has
   // returned. `commit` (void(std::vector<T*>&)) runs on one caller's thread
-  // at a time, never alongside exclusive().
+  // at a time, never alongside exclusive(). If it throws, the exception
+  // reaches the leader only: the others return as if committed, so an item's
+  // outcome should start as a failure that commit() overwrites.
   template <typename Commit>
   void submit(T& item, Commit&& commit) {
     auto w = std::make_shared<Waiter>(&item);
@@ -34,18 +36,20 @@ class GroupCommit {
     if (!lead(lock, w)) return;
     std::vector<std::shared_ptr<Waiter>> waiters;
     std::vector<T*> batch;
-    while (!queue_.empty() && queue_.front()->item && batch.size() < max_batch_) {
-      waiters.push_back(queue_.front());
-      batch.push_back(queue_.front()->item);
-      queue_.pop_front();
-    }
+    takeBatch(waiters, batch);
     lock.unlock();
     Finish finish{*this, lock, waiters};
     commit(batch);
   }
 
-  // Runs fn() alone: after the batch being committed now, before anything
-  // queued after this call. Returns what fn returns.
+  // Callers waiting for a batch (for tests and metrics).
+  size_t waiting() {
+    std::lock_guard lock(mu_);
+    return queue_.size();
+  }
+
+  // Runs fn() alone, after everything queued before this call and before
+  // anything queued after it. Returns what fn returns.
   template <typename Fn>
   auto exclusive(Fn&& fn) {
     auto w = std::make_shared<Waiter>(nullptr);
@@ -87,6 +91,17 @@ class GroupCommit {
       if (next) next->cv.notify_one();
     }
   };
+
+  // Moves the leader and the callers behind it (up to an exclusive() caller
+  // or max_batch_) out of the queue. Out of memory here would leave the queue
+  // without a leader for good: noexcept turns that into a crash.
+  void takeBatch(std::vector<std::shared_ptr<Waiter>>& waiters, std::vector<T*>& batch) noexcept {
+    while (!queue_.empty() && queue_.front()->item && batch.size() < max_batch_) {
+      waiters.push_back(queue_.front());
+      batch.push_back(queue_.front()->item);
+      queue_.pop_front();
+    }
+  }
 
   // Queues `w`; false once another caller's batch committed it, true when
   // `w` leads (it is then at the front of the queue).

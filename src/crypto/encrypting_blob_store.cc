@@ -63,12 +63,22 @@ class EncryptingWriter final : public BlobWriter {
 
   const std::string& id() const override { return inner_->id(); }
 
+  void expect(uint64_t bytes) override {
+    const uint64_t segments = bytes / segment_ + 1;
+    inner_->expect(bytes + segments * kGcmTag);
+  }
+
   Status append(ByteView data) override {
     RETURN_IF_ERROR(header_status_);
     while (!data.empty()) {
       // A full segment is sealed only when more data follows, so the last
       // segment (possibly full) is always the one flagged as last.
       if (plain_.size() == segment_) RETURN_IF_ERROR(sealSegment(false));
+      if (plain_.empty() && data.size() > segment_) {  // a whole segment, more to come: no copy
+        RETURN_IF_ERROR(seal(data.first(segment_), false));
+        data = data.subspan(segment_);
+        continue;
+      }
       size_t take = std::min<size_t>(segment_ - plain_.size(), data.size());
       plain_.insert(plain_.end(), data.begin(), data.begin() + static_cast<long>(take));
       data = data.subspan(take);
@@ -84,12 +94,17 @@ class EncryptingWriter final : public BlobWriter {
 
  private:
   Status sealSegment(bool last) {
+    Status s = seal(plain_, last);
+    OPENSSL_cleanse(plain_.data(), plain_.size());
+    plain_.clear();
+    return s;
+  }
+
+  Status seal(ByteView plain, bool last) {
     uint8_t nonce[kGcmNonce];
     sc_.nonceAndAd(index_++, last, nonce, ad_);
     sealed_.clear();
-    gcmSeal(sc_.key, nonce, ad_, plain_, sealed_);
-    OPENSSL_cleanse(plain_.data(), plain_.size());
-    plain_.clear();
+    gcmSeal(sc_.key, nonce, ad_, plain, sealed_);
     return inner_->append(sealed_);
   }
 

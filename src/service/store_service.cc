@@ -163,6 +163,7 @@ StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const Sto
   }
 
   ASSIGN_OR_RETURN(auto writer, d_.blobs.create());
+  writer->expect(meta.size() + req.dataset.size());
   RETURN_IF_ERROR(writer->append(meta));
   RETURN_IF_ERROR(writer->append(req.dataset));
   RETURN_IF_ERROR(writer->commit());

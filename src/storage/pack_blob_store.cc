@@ -178,7 +178,6 @@ class PackBlobStore::Pack {
         l.unlock();
         const int rc = ::fdatasync(fd_);
         const Status s = rc == 0 ? okStatus() : errnoStatus("fdatasync pack");
-        if (s.ok()) dropBehind(target);
         l.lock();
         // A failed fdatasync may have dropped dirty pages: nothing after the
         // last good sync is trusted again in this pack.
@@ -187,6 +186,7 @@ class PackBlobStore::Pack {
       }
       for (SyncRequest* r : batch) r->status = synced_end_ >= r->end ? okStatus() : status_;
     });
+    dropBehind();  // after the batch's callers were released
     return me.status;
   }
 
@@ -243,23 +243,32 @@ class PackBlobStore::Pack {
     cv_.notify_all();
   }
 
-  // Called by the one syncing thread: the whole pages before `synced` are
-  // clean now, so the kernel drops them (the partial last page stays, the
-  // next record is written into it). Advice only: nothing is lost if ignored.
-  void dropBehind(uint64_t synced) {
-    constexpr uint64_t kPage = 4096;
-    const uint64_t to = synced / kPage * kPage;
-    if (!drop_behind_ || to <= dropped_end_) return;
-    (void)::posix_fadvise(fd_, static_cast<off_t>(dropped_end_), static_cast<off_t>(to - dropped_end_),
-                          POSIX_FADV_DONTNEED);
+  // Durable whole pages are clean: the kernel drops them (the partial last
+  // page stays, the next record is written into it). Advice only: nothing is
+  // lost if ignored. One thread at a time; the others go on.
+  void dropBehind() {
+    static const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    if (!drop_behind_) return;
+    uint64_t from = 0, to = 0;
+    {
+      std::lock_guard l(mu_);
+      to = synced_end_ / kPage * kPage;
+      if (dropping_ || to <= dropped_end_) return;
+      dropping_ = true;
+      from = dropped_end_;
+    }
+    (void)::posix_fadvise(fd_, static_cast<off_t>(from), static_cast<off_t>(to - from), POSIX_FADV_DONTNEED);
+    std::lock_guard l(mu_);
     dropped_end_ = to;
+    dropping_ = false;
   }
 
   const uint32_t number_;
   const int fd_;
   const uint64_t limit_;
   const bool drop_behind_;
-  uint64_t dropped_end_ = 0;  // pages before this were dropped; owned by the syncing thread
+  uint64_t dropped_end_ = 0;  // pages before this were dropped; guarded by mu_
+  bool dropping_ = false;     // a thread is dropping pages; guarded by mu_
   std::mutex mu_;
   std::condition_variable cv_;
   Status status_ = okStatus();       // the first write or sync failure, for good
@@ -282,6 +291,11 @@ class PackBlobStore::Writer final : public BlobWriter {
  public:
   Writer(PackBlobStore& store, std::string id) : store_(store), id_(std::move(id)), record_(pack::kHeaderSize) {}
   const std::string& id() const override { return id_; }
+
+  void expect(uint64_t bytes) override {
+    if (!file_ && record_.size() - pack::kHeaderSize + bytes <= store_.options_.inline_max)
+      record_.reserve(record_.size() + bytes);
+  }
 
   Status append(ByteView data) override {
     if (done_) return internalError("writer already committed");

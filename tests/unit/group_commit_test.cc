@@ -37,7 +37,7 @@ TEST(GroupCommit, CallersQueuedBehindACommitShareTheNextOne) {
     items[i].id = i;
     threads.emplace_back([&, i] { group.submit(items[i], commit); });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // all queued behind it
+  while (group.waiting() < static_cast<size_t>(kCallers)) std::this_thread::yield();  // all queued behind it
   release = true;
   leader.join();
   for (auto& t : threads) t.join();

@@ -25,6 +25,8 @@ class BlobWriter {
   virtual const std::string& id() const = 0;
   // Appends bytes. On error the writer is unusable; destroy it (which aborts).
   virtual Status append(ByteView data) = 0;
+  // A hint that about `bytes` more will be appended (buffers are sized once).
+  virtual void expect(uint64_t bytes) {}
   // Makes the blob durable and visible under id(). Returns only after the
   // data and its directory entry have reached stable storage. On error
   // nothing is visible under id().

@@ -121,28 +121,40 @@ StatusOr<std::unique_ptr<SqliteIndex>> SqliteIndex::open(const std::string& path
 
 StatusOr<PutResult> SqliteIndex::putInstance(const InstanceRecord& record) {
   Pending p{&record};
-  writes_.submit(p, [this](std::vector<Pending*>& batch) { commitBatch(batch); });
+  writes_.submit(p, [this](std::vector<Pending*>& batch) {
+    try {
+      commitBatch(batch);
+    } catch (...) {
+      (void)writer_->exec("ROLLBACK");  // the next batch must not find a transaction open
+      throw;
+    }
+  });
   return p.result;
 }
 
 void SqliteIndex::commitBatch(std::vector<Pending*>& batch) {
-  // Only the batch's leader touches writer_ here (GroupCommit).
+  // Only the batch's leader touches writer_ here (GroupCommit). Results are
+  // published once COMMIT succeeded; until then each stays "not committed".
   Status s = writer_->exec("BEGIN IMMEDIATE");
   if (!s.ok()) {
     for (Pending* p : batch) p->result = s;
     return;
   }
+  std::vector<StatusOr<PutResult>> results;
+  results.reserve(batch.size());
   for (Pending* p : batch) {
     (void)writer_->exec("SAVEPOINT one");
-    p->result = insertOne(*p->record);
-    if (p->result.ok()) (void)writer_->exec("RELEASE one");
+    results.push_back(insertOne(*p->record));
+    if (results.back().ok()) (void)writer_->exec("RELEASE one");
     else (void)writer_->exec("ROLLBACK TO one; RELEASE one");
   }
   s = writer_->exec("COMMIT");
   if (!s.ok()) {
     (void)writer_->exec("ROLLBACK");
     for (Pending* p : batch) p->result = s;
+    return;
   }
+  for (size_t i = 0; i < batch.size(); ++i) batch[i]->result = std::move(results[i]);
 }
 
 Status SqliteIndex::addTokens(const char* table, int64_t pk, const std::vector<Bytes>& tokens) {
