@@ -5,7 +5,9 @@
 // Input: first line = Content-Type, rest = body; the body is also parsed as a query string.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "web/dicomweb/negotiation.h"
 #include "web/dicomweb/qido.h"
@@ -21,23 +23,47 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view ct = in.substr(0, nl), body = nl == std::string_view::npos ? "" : in.substr(nl + 1);
   auto mt = parseMediaType(ct);
   const std::string boundary = mt.ok() && mt->params.count("boundary") ? mt->params.at("boundary") : "b";
-  size_t total = 0;
-  MultipartParser parser(boundary, {50, 1024, 4096},
-                         {[](const std::map<std::string, std::string>&) { return okStatus(); },
-                          [&](ByteView d) {
-                            total += d.size();
-                            return okStatus();
-                          },
-                          [] { return okStatus(); }});
-  // Uneven chunks: 1, 2, 3, ... bytes, so delimiters straddle every boundary.
-  size_t pos = 0, step = 1;
-  while (pos < body.size()) {
-    const size_t n = std::min(step++, body.size() - pos);
-    if (!parser.feed(ByteView(reinterpret_cast<const uint8_t*>(body.data() + pos), n)).ok()) break;
-    pos += n;
-  }
-  (void)parser.finish().ok();
-  if (total > body.size()) __builtin_trap();  // data out never exceeds data in
+  // The same body whole and in uneven chunks (1, 2, 3, ... bytes, so that
+  // delimiters straddle every boundary, and 64-byte ones): the parts must be
+  // the same whenever both parses succeed, and data out never exceeds data in.
+  struct Parsed {
+    bool ok = true;
+    std::vector<std::string> parts;  // headers, then the part's data
+    std::string current;
+    size_t total = 0;
+  };
+  auto parse = [&](size_t first, size_t growth) {
+    Parsed out;
+    MultipartParser parser(boundary, {50, 1024, 4096},
+                           {[&](const std::map<std::string, std::string>& headers) {
+                              out.current.clear();
+                              for (const auto& [k, v] : headers) out.current += k + ": " + v + "\n";
+                              out.current += "\n";
+                              return okStatus();
+                            },
+                            [&](ByteView d) {
+                              out.total += d.size();
+                              out.current.append(reinterpret_cast<const char*>(d.data()), d.size());
+                              return okStatus();
+                            },
+                            [&] {
+                              out.parts.push_back(out.current);
+                              return okStatus();
+                            }});
+    size_t pos = 0, step = first;
+    while (out.ok && pos < body.size()) {
+      const size_t n = std::min(step, body.size() - pos);
+      step += growth;
+      out.ok = parser.feed(ByteView(reinterpret_cast<const uint8_t*>(body.data() + pos), n)).ok();
+      pos += n;
+    }
+    out.ok = out.ok && parser.finish().ok();
+    if (out.total > body.size()) __builtin_trap();
+    return out;
+  };
+  const Parsed whole = parse(body.size() + 1, 0), uneven = parse(1, 1), even = parse(64, 0);
+  for (const Parsed* p : {&uneven, &even})
+    if (whole.ok && p->ok && whole.parts != p->parts) __builtin_trap();
   auto params = parseQueryString(body);
   if (params.ok()) {
     for (auto level : {QueryLevel::kStudy, QueryLevel::kSeries, QueryLevel::kImage})

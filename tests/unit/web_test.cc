@@ -140,6 +140,31 @@ TEST(MultipartTest, PartsSurviveAnyChunking) {
   }
 }
 
+TEST(MultipartTest, LargePartsSurviveEveryDelimiterSplit) {
+  // Binary bodies full of CRs and near-delimiters, fed so that the delimiter
+  // after each part is cut at every possible place (the in-body fast path).
+  std::string parts[3];
+  for (int i = 0; i < 3; ++i) {
+    parts[i].resize(5000 + 777 * i);
+    for (size_t j = 0; j < parts[i].size(); ++j) parts[i][j] = "\r\n-Q"[(j * 7 + i) % 4];
+    parts[i] += "\r\n--QQ";  // almost the delimiter "\r\n--QQQ"
+  }
+  std::string body = "--QQQ\r\n\r\n" + parts[0];
+  for (int i = 1; i < 3; ++i) body += "\r\n--QQQ\r\n\r\n" + parts[i];
+  body += "\r\n--QQQ--";
+  for (size_t chunk : {1u, 7u, 8u, 9u, 10u, 64u, 1000u, 4099u, 100000u}) {
+    for (size_t offset = 0; offset < 12; ++offset) {  // shifts where the chunks fall
+      Collected c;
+      MultipartParser p("QQQ", {}, collect(c));
+      Status s = p.feed(ByteView(reinterpret_cast<const uint8_t*>(body.data()), offset));
+      if (s.ok()) s = feedInChunks(p, body.substr(offset), chunk);
+      ASSERT_TRUE(s.ok()) << chunk << "/" << offset << ": " << s.toString();
+      ASSERT_EQ(c.bodies.size(), 3u) << chunk << "/" << offset;
+      for (int i = 0; i < 3; ++i) EXPECT_EQ(c.bodies[i], parts[i]) << chunk << "/" << offset << " part " << i;
+    }
+  }
+}
+
 TEST(MultipartTest, HostileBodiesAreRefused) {
   Collected c;
   MultipartParser unterminated("b", {}, collect(c));

@@ -1,6 +1,7 @@
 #include "web/http/multipart.h"
 
 #include <cctype>
+#include <cstring>
 
 namespace bastion::web {
 namespace {
@@ -97,7 +98,13 @@ Status MultipartParser::fail(Status s) {
 Status MultipartParser::feed(ByteView chunk) {
   if (state_ == State::kFailed) return error_;
   if (state_ == State::kEpilogue) return okStatus();  // the epilogue is ignored
-  buf_.append(reinterpret_cast<const char*>(chunk.data()), chunk.size());
+  const std::string_view c(reinterpret_cast<const char*>(chunk.data()), chunk.size());
+  if (state_ == State::kBody && buf_.size() < delimiter_.size() && c.size() >= delimiter_.size()) {
+    if (Status s = feedBody(c); !s.ok()) return fail(s);
+    if (state_ == State::kBody) return okStatus();
+  } else {
+    buf_.append(c);
+  }
   bool progressed = true;
   while (progressed && state_ != State::kFailed) {
     progressed = false;
@@ -105,6 +112,38 @@ Status MultipartParser::feed(ByteView chunk) {
     if (!s.ok()) return fail(s);
   }
   return state_ == State::kFailed ? error_ : okStatus();
+}
+
+Status MultipartParser::feedBody(std::string_view c) {
+  const size_t dl = delimiter_.size();
+  const ByteView chunk(reinterpret_cast<const uint8_t*>(c.data()), c.size());
+  size_t rest = std::string_view::npos;  // where the chunk goes on after a delimiter
+  if (!buf_.empty()) {
+    const std::string joined = buf_ + std::string(c.substr(0, dl - 1));
+    const size_t p = joined.find(delimiter_);
+    if (p != std::string::npos && p < buf_.size()) {  // begins in the tail, ends in the chunk
+      if (p && cb_.data) RETURN_IF_ERROR(cb_.data(view(buf_, p)));
+      rest = p + dl - buf_.size();
+    } else if (cb_.data) {
+      RETURN_IF_ERROR(cb_.data(view(buf_, buf_.size())));
+    }
+  }
+  if (rest == std::string_view::npos) {
+    const void* hit = ::memmem(c.data(), c.size(), delimiter_.data(), dl);
+    if (!hit) {
+      const size_t n = c.size() - (dl - 1);  // the last dl-1 bytes may begin a delimiter
+      if (cb_.data) RETURN_IF_ERROR(cb_.data(chunk.first(n)));
+      buf_.assign(c.substr(n));
+      return okStatus();
+    }
+    const size_t q = static_cast<size_t>(static_cast<const char*>(hit) - c.data());
+    if (q && cb_.data) RETURN_IF_ERROR(cb_.data(chunk.first(q)));
+    rest = q + dl;
+  }
+  if (cb_.end) RETURN_IF_ERROR(cb_.end());
+  state_ = State::kAfterDelimiter;
+  buf_.assign(c.substr(rest));
+  return okStatus();
 }
 
 Status MultipartParser::finish() {

@@ -49,6 +49,9 @@ class MultipartParser {
   enum class State { kPreamble, kAfterDelimiter, kHeaders, kBody, kEpilogue, kFailed };
   Status fail(Status s);
   Status step(bool& progressed);
+  // feed() inside a part's body with at most a delimiter's length held back:
+  // the body is passed on from the chunk itself, not copied into buf_ first.
+  Status feedBody(std::string_view chunk);
   Status parseHeaders(std::string_view block);
 
   std::string delimiter_;  // "\r\n--" + boundary
