@@ -250,9 +250,11 @@ bool HttpsServer::Impl::handleOne(beast::ssl_stream<tcp::socket&>& stream, beast
   if (auto cl = parser.content_length()) req.content_length = *cl;
   bool body_failed = false;
   req.readBody = [&](Bytes& out, size_t max) -> Status {
-    out.clear();
-    if (parser.is_done() || body_failed) return okStatus();
-    out.resize(std::max<size_t>(max, 1));
+    if (parser.is_done() || body_failed) {
+      out.clear();
+      return okStatus();
+    }
+    out.resize(std::max<size_t>(max, 1));  // zero-fills only what the last read did not use
     parser.get().body().data = out.data();
     parser.get().body().size = out.size();
     http::read(stream, buf, parser, ec);
