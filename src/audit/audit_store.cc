@@ -107,18 +107,20 @@ void AuditStore::checkpointLoop() {
   std::unique_lock lock(mu_);
   while (!stop_cv_.wait_for(lock, tick, [&] { return stopping_; })) {
     lock.unlock();
-    group_.exclusive([&] { checkpointQuietly(false); });
+    group_.exclusive([&] { (void)checkpointNow(false); });  // retried at the next look
     lock.lock();
   }
   lock.unlock();
-  group_.exclusive([&] { checkpointQuietly(true); });  // the store closes on a signed head
+  group_.exclusive([&] { (void)checkpointNow(true); });  // the store closes on a signed head
 }
 
-void AuditStore::checkpointQuietly(bool force) {
+Status AuditStore::checkpointNow(bool force) {
   Db& db = *writer_db_;
-  if (!db.exec("BEGIN IMMEDIATE").ok()) return;
-  const Status s = checkpointIfDue(db, force);
-  (void)db.exec(s.ok() ? "COMMIT" : "ROLLBACK");
+  RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
+  Status s = checkpointIfDue(db, force);
+  if (s.ok()) s = db.exec("COMMIT");
+  if (!s.ok()) (void)db.exec("ROLLBACK");
+  return s;
 }
 
 Status AuditStore::checkpointIfDue(Db& db, bool force) {
@@ -257,15 +259,7 @@ StatusOr<int64_t> AuditStore::lastSeq() {
 StatusOr<Checkpoint> AuditStore::checkpoint() {
   // On the writer connection, in turn with the appends (checkpoint state such
   // as tail_alerted_ belongs to it).
-  Status s = group_.exclusive([&]() -> Status {
-    Db& db = *writer_db_;
-    RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
-    Status signed_head = checkpointIfDue(db, true);
-    if (signed_head.ok()) signed_head = db.exec("COMMIT");
-    if (!signed_head.ok()) (void)db.exec("ROLLBACK");
-    return signed_head;
-  });
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(group_.exclusive([&] { return checkpointNow(true); }));
   std::lock_guard lock(read_mu_);
   ASSIGN_OR_RETURN(auto cp, lastCheckpoint(*reader_db_));
   if (!cp) return notFound("the audit trail is empty");

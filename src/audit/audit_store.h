@@ -85,7 +85,8 @@ class AuditStore final : public AuditLog {
   // Signs a checkpoint when records have waited past the interval, until the store closes.
   void checkpointLoop();
   Status commitBatch(const std::vector<Pending*>& batch, int64_t& head);
-  void checkpointQuietly(bool force);
+  // A checkpoint at the head in its own transaction, if due (or `force`). Inside group_.
+  Status checkpointNow(bool force);
   // Inside the caller's transaction: a checkpoint at the head if one is due
   // (forced, or checkpoint_interval passed since the last).
   Status checkpointIfDue(index::Db& db, bool force);

@@ -279,7 +279,7 @@ class PackBlobStore::Pack {
   bool sync_waiting_ = false;        // a sync leader waits for written_end_
   struct SyncRequest {
     uint64_t end;
-    Status status = okStatus();
+    Status status = unavailable("pack not synced");  // until the batch's sync says otherwise
   };
   GroupCommit<SyncRequest> syncs_;
   uint64_t prepared_end_ = 0;        // zero-filled and synced up to here
