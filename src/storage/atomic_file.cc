@@ -11,17 +11,16 @@
 namespace bastion::storage {
 namespace {
 
-Status errnoStatus(const std::string& what) {
-  return internalError(what + ": " + std::strerror(errno));
-}
-
-Status writeAllFd(int fd, ByteView data, const std::string& path) {
+// write() (at < 0) or pwrite() at `at` until all of `data` is written.
+Status writeLoop(int fd, ByteView data, int64_t at, const std::string& what) {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    const ssize_t n = at < 0 ? ::write(fd, data.data() + done, data.size() - done)
+                             : ::pwrite(fd, data.data() + done, data.size() - done,
+                                        static_cast<off_t>(at) + static_cast<off_t>(done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return errnoStatus("write " + path);
+      return errnoStatus(what);
     }
     done += static_cast<size_t>(n);
   }
@@ -34,7 +33,7 @@ Status writeAndSync(const std::string& path, ByteView data, int flags, int mode)
     if (errno == EEXIST) return alreadyExists(path + " exists");
     return errnoStatus("open " + path);
   }
-  Status s = writeAllFd(fd, data, path);
+  Status s = writeAll(fd, data, "write " + path);
   if (s.ok() && ::fsync(fd) != 0) s = errnoStatus("fsync " + path);
   ::close(fd);
   return s;
@@ -107,6 +106,23 @@ StatusOr<Bytes> readFile(const std::string& path, size_t max_size) {
   }
   ::close(fd);
   return out;
+}
+
+Status errnoStatus(const std::string& what) { return internalError(what + ": " + std::strerror(errno)); }
+
+Status writeAll(int fd, ByteView data, const std::string& what) { return writeLoop(fd, data, -1, what); }
+
+Status writeAllAt(int fd, ByteView data, uint64_t at, const std::string& what) {
+  return writeLoop(fd, data, static_cast<int64_t>(at), what);
+}
+
+StatusOr<size_t> readAt(int fd, uint64_t at, std::span<uint8_t> out, const std::string& what) {
+  while (true) {
+    const ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errnoStatus(what);
+    return static_cast<size_t>(n);
+  }
 }
 
 }  // namespace bastion::storage

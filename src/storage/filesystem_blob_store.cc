@@ -15,8 +15,6 @@ namespace {
 
 constexpr size_t kWriteBuffer = 256 * 1024;
 
-Status errnoStatus(const std::string& what) { return internalError(what + ": " + std::strerror(errno)); }
-
 class FileWriter final : public BlobWriter {
  public:
   FileWriter(std::string id, std::string tmp, std::string final_dir, std::string final_path, int fd)
@@ -33,7 +31,7 @@ class FileWriter final : public BlobWriter {
     if (fd_ < 0) return internalError("writer already closed");
     if (buf_.size() + data.size() > kWriteBuffer) {
       RETURN_IF_ERROR(flushBuffer());
-      if (data.size() >= kWriteBuffer) return writeAll(data);
+      if (data.size() >= kWriteBuffer) return writeAll(fd_, data, "write");
     }
     buf_.insert(buf_.end(), data.begin(), data.end());
     return okStatus();
@@ -60,21 +58,9 @@ class FileWriter final : public BlobWriter {
 
  private:
   Status flushBuffer() {
-    Status s = writeAll(buf_);
+    Status s = writeAll(fd_, buf_, "write");
     buf_.clear();
     return s;
-  }
-  Status writeAll(ByteView data) {
-    size_t done = 0;
-    while (done < data.size()) {
-      ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return errnoStatus("write");
-      }
-      done += static_cast<size_t>(n);
-    }
-    return okStatus();
   }
 
   std::string id_, tmp_, dir_, path_;
@@ -90,12 +76,7 @@ class FileReader final : public BlobReader {
   uint64_t size() const override { return size_; }
   StatusOr<size_t> read(uint64_t offset, std::span<uint8_t> out) override {
     if (offset >= size_ || out.empty()) return size_t{0};
-    while (true) {
-      ssize_t n = ::pread(fd_, out.data(), out.size(), static_cast<off_t>(offset));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return errnoStatus("pread");
-      return static_cast<size_t>(n);
-    }
+    return readAt(fd_, offset, out, "pread");
   }
 
  private:

@@ -16,29 +16,11 @@
 namespace bastion::storage {
 namespace {
 
-Status errnoStatus(const std::string& what) { return internalError(what + ": " + std::strerror(errno)); }
-
 Status pwriteAll(int fd, const uint8_t* data, size_t size, uint64_t at) {
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pwrite(fd, data + done, size - done, static_cast<off_t>(at + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errnoStatus("write pack");
-    }
-    done += static_cast<size_t>(n);
-  }
-  return okStatus();
+  return writeAllAt(fd, ByteView(data, size), at, "write pack");
 }
 
-StatusOr<size_t> preadSome(int fd, uint64_t at, std::span<uint8_t> out) {
-  while (true) {
-    ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(at));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errnoStatus("read pack");
-    return static_cast<size_t>(n);
-  }
-}
+StatusOr<size_t> preadSome(int fd, uint64_t at, std::span<uint8_t> out) { return readAt(fd, at, out, "read pack"); }
 
 // The record header just before `content_at`; nullopt if none decodes there.
 StatusOr<std::optional<pack::Header>> headerBefore(int fd, uint64_t content_at) {
