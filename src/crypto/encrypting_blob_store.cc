@@ -67,6 +67,7 @@ class EncryptingWriter final : public BlobWriter {
     const uint64_t segments = bytes / segment_ + 1;
     inner_->expect(bytes + segments * kGcmTag);
   }
+  bool attachNote(Bytes note) override { return inner_->attachNote(std::move(note)); }
 
   Status append(ByteView data) override {
     RETURN_IF_ERROR(header_status_);

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -276,7 +277,7 @@ class PackBlobStore::Writer final : public BlobWriter {
 
   void expect(uint64_t bytes) override {
     if (!file_ && record_.size() - pack::kHeaderSize + bytes <= store_.options_.inline_max)
-      record_.reserve(record_.size() + bytes);
+      record_.reserve(record_.size() + bytes + (note_.empty() ? 0 : pack::kHeaderSize + note_.size()));
   }
 
   Status append(ByteView data) override {
@@ -292,17 +293,37 @@ class PackBlobStore::Writer final : public BlobWriter {
     return okStatus();
   }
 
+  bool attachNote(Bytes note) override {
+    if (done_ || note.empty() || note.size() > kMaxNote) return false;
+    note_ = std::move(note);
+    return true;
+  }
+
   Status commit() override {
     if (done_) return internalError("writer already committed");
     done_ = true;
-    if (file_) return file_->commit();
-    return store_.commitRecord(id_, record_);
+    if (file_) {
+      RETURN_IF_ERROR(file_->commit());
+      if (note_.empty()) return okStatus();
+      Bytes record(pack::kHeaderSize);  // the note alone, after its blob's file
+      record.insert(record.end(), note_.begin(), note_.end());
+      Status s = store_.commitRecord(id_, record, false, note_.size());
+      if (!s.ok()) (void)store_.files_->remove(id_);  // on error nothing is visible under id()
+      return s;
+    }
+    if (!note_.empty()) {
+      record_.resize(record_.size() + pack::kHeaderSize);
+      record_.insert(record_.end(), note_.begin(), note_.end());
+    }
+    return store_.commitRecord(id_, record_, true, note_.size());
   }
 
  private:
+  static constexpr size_t kMaxNote = 64 << 10;
   PackBlobStore& store_;
   const std::string id_;
   Bytes record_;  // header space, then the content
+  Bytes note_;
   std::unique_ptr<BlobWriter> file_;
   bool done_ = false;
 };
@@ -327,6 +348,7 @@ PackBlobStore::~PackBlobStore() {
   }
   prep_cv_.notify_all();
   if (preparer_.joinable()) preparer_.join();
+  for (int fd : lock_fds_) ::close(fd);
 }
 
 StatusOr<std::unique_ptr<PackBlobStore>> PackBlobStore::open(const std::string& root, Random& random,
@@ -362,6 +384,18 @@ StatusOr<std::shared_ptr<PackBlobStore::Pack>> PackBlobStore::activePack(int lan
     const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) continue;
     if (fd < 0) return errnoStatus("create " + path);
+    // Held until this store closes (a duplicate descriptor keeps it past the
+    // pack's retirement): forEachNote() in another process leaves alone every
+    // pack whose stores may still be finishing here. Blocking: a reader holds
+    // its shared lock only while it scans.
+    const int lock_fd = ::flock(fd, LOCK_EX) == 0 ? ::dup(fd) : -1;
+    if (lock_fd < 0) {
+      const Status s = errnoStatus("lock " + path);
+      ::close(fd);
+      ::unlink(path.c_str());
+      return s;
+    }
+    lock_fds_.push_back(lock_fd);
     {
       std::lock_guard m(map_mu_);  // before any record: refresh() never reads this pack
       packs_[number] = Known{0, true};
@@ -383,12 +417,19 @@ void PackBlobStore::retire(int lane, const std::shared_ptr<Pack>& pack) {
   if (lanes_[lane] == pack) lanes_[lane].reset();
 }
 
-Status PackBlobStore::commitRecord(const std::string& id, Bytes& record) {
+Status PackBlobStore::commitRecord(const std::string& id, Bytes& record, bool blob, uint64_t note_length) {
   auto raw = pack::rawId(id);
   if (!raw) return internalError("blob id is not a UUID");
-  const uint64_t length = record.size() - pack::kHeaderSize;
-  const auto header = pack::encode(pack::Header{pack::Kind::kBlob, length, *raw});
-  std::copy(header.begin(), header.end(), record.begin());
+  const uint64_t notes = note_length > 0 ? pack::kHeaderSize + note_length : 0;
+  const uint64_t length = record.size() - notes - (blob ? pack::kHeaderSize : 0);
+  if (blob) {
+    const auto header = pack::encode(pack::Header{pack::Kind::kBlob, length, *raw});
+    std::copy(header.begin(), header.end(), record.begin());
+  }
+  if (notes > 0) {
+    const auto header = pack::encode(pack::Header{pack::Kind::kNote, note_length, *raw});
+    std::copy(header.begin(), header.end(), record.end() - static_cast<std::ptrdiff_t>(notes));
+  }
   const int lane = record.size() <= options_.small_record ? 0 : 1;
   // A new pack takes any first record; others may fill it first, hence a few rounds.
   for (int attempt = 0; attempt < 100; ++attempt) {
@@ -403,14 +444,16 @@ Status PackBlobStore::commitRecord(const std::string& id, Bytes& record) {
     Status s = p->write(*at, record);
     if (s.ok()) {
       s = p->durable(*at + record.size());
-      if (!s.ok()) p->markRemoved(*at, pack::encode(pack::Header{pack::Kind::kRemoved, length, *raw}));
+      if (!s.ok() && blob) p->markRemoved(*at, pack::encode(pack::Header{pack::Kind::kRemoved, length, *raw}));
     }
     if (!s.ok()) {
       retire(lane, p);
       return s;
     }
     std::lock_guard l(map_mu_);
-    locations_[*raw] = Location{p->number(), *at + pack::kHeaderSize, length};
+    if (blob) locations_[*raw] = Location{p->number(), *at + pack::kHeaderSize, length};
+    Known& k = packs_[p->number()];
+    k.committed_end = std::max(k.committed_end, *at + record.size());
     return okStatus();
   }
   return internalError("no pack takes a record of " + std::to_string(record.size()) + " bytes");
@@ -444,7 +487,7 @@ Status PackBlobStore::refresh() {
     if (packs_[number].own) continue;  // became ours while it was read (created by this process)
     for (const auto& rec : found) {
       if (rec.header.kind == pack::Kind::kBlob) locations_[rec.header.id] = Location{number, rec.offset, rec.header.length};
-      else locations_.erase(rec.header.id);
+      else if (rec.header.kind == pack::Kind::kRemoved) locations_.erase(rec.header.id);
     }
     packs_[number].scanned_end = end->end;
   }
@@ -582,6 +625,59 @@ Status PackBlobStore::forEach(const std::function<void(const std::string& id)>& 
     ::close(fd);
   }
   return files_->forEach(fn);
+}
+
+std::map<uint32_t, uint64_t> PackBlobStore::committedEnds() {
+  std::lock_guard l(map_mu_);
+  std::map<uint32_t, uint64_t> ends;
+  for (const auto& [number, k] : packs_)
+    if (k.own && k.committed_end > 0) ends[number] = k.committed_end;
+  return ends;
+}
+
+Status PackBlobStore::forEachNote(const std::map<uint32_t, uint64_t>& from, std::map<uint32_t, uint64_t>& ends,
+                                  const std::function<Status(const Note&)>& fn) {
+  ASSIGN_OR_RETURN(std::vector<uint32_t> numbers, listPacks(packs_dir_));
+  for (uint32_t number : numbers) {
+    {
+      std::lock_guard l(map_mu_);
+      auto k = packs_.find(number);
+      if (k != packs_.end() && k->second.own) continue;
+    }
+    const auto start = from.find(number);
+    const uint64_t begin = start == from.end() ? 0 : start->second;
+    const std::string path = packPath(number);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errnoStatus("open " + path);
+    if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {  // another process still writes it
+      ::close(fd);
+      continue;
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const Status s = errnoStatus("stat " + path);
+      ::close(fd);
+      return s;
+    }
+    std::vector<pack::Record> notes;
+    auto end = pack::scan([fd](uint64_t at, std::span<uint8_t> out) { return preadSome(fd, at, out); }, begin,
+                          static_cast<uint64_t>(st.st_size), [&](const pack::Record& rec) {
+                            if (rec.header.kind == pack::Kind::kNote) notes.push_back(rec);
+                          });
+    Status s = end.status();
+    for (size_t i = 0; s.ok() && i < notes.size(); ++i) {
+      const pack::Record& rec = notes[i];
+      if (rec.header.length > (64 << 10)) continue;  // no note is this long: damage
+      Note note{number, pack::idString(rec.header.id), Bytes(static_cast<size_t>(rec.header.length))};
+      auto got = readAt(fd, rec.offset, note.body, "read note");
+      if (!got.ok()) s = got.status();
+      else if (*got == note.body.size()) s = fn(note);  // (a short note is a torn tail: no blob was acknowledged)
+    }
+    ::close(fd);
+    RETURN_IF_ERROR(s);
+    if (end->end > begin) ends[number] = end->end;
+  }
+  return okStatus();
 }
 
 void PackBlobStore::preparerLoop() {

@@ -36,6 +36,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "bastion/common/clock.h"
 #include "bastion/storage/blob_store.h"
@@ -79,6 +80,23 @@ class PackBlobStore final : public BlobStore {
   std::optional<Location> locate(const std::string& id);
   std::string packPath(uint32_t pack) const;
 
+  // Notes (BlobWriter::attachNote) are records of their own behind their
+  // blob, written by the same pwrite and made durable by the same sync.
+  struct Note {
+    uint32_t pack = 0;
+    std::string id;  // of the blob it came with (which may since have been removed)
+    Bytes body;
+  };
+  // Where this process's committed records end in each of its packs now.
+  std::map<uint32_t, uint64_t> committedEnds();
+  // Calls `fn` with every note of the packs of other processes, each pack
+  // from its position in `from` (a record boundary; 0 for a pack not in
+  // it), and sets `ends[pack]` to where its records stop. Packs created by
+  // a store still open (in any process: it holds their lock until it closes)
+  // are skipped. Stops at the first error of `fn`.
+  Status forEachNote(const std::map<uint32_t, uint64_t>& from, std::map<uint32_t, uint64_t>& ends,
+                     const std::function<Status(const Note&)>& fn);
+
  private:
   class Pack;
   class Writer;
@@ -88,10 +106,13 @@ class PackBlobStore final : public BlobStore {
   struct Known {
     uint64_t scanned_end = 0;
     bool own = false;
+    uint64_t committed_end = 0;  // own packs: the end of the last committed record
   };
 
   PackBlobStore(std::string root, Random& random, PackOptions options, std::unique_ptr<FilesystemBlobStore> files);
-  Status commitRecord(const std::string& id, Bytes& record);
+  // `record` is the blob's header room and content (if `blob`), then, if
+  // `note_length` > 0, a note's header room and its `note_length` bytes.
+  Status commitRecord(const std::string& id, Bytes& record, bool blob, uint64_t note_length);
   StatusOr<std::shared_ptr<Pack>> activePack(int lane);
   void retire(int lane, const std::shared_ptr<Pack>& pack);
   // Reads the headers of packs this process does not write, from where the
@@ -110,6 +131,7 @@ class PackBlobStore final : public BlobStore {
 
   std::mutex lanes_mu_;
   std::shared_ptr<Pack> lanes_[2];  // guarded by lanes_mu_; [0] small records, [1] the others
+  std::vector<int> lock_fds_;       // guarded by lanes_mu_; keep this process's packs locked
 
   std::mutex refresh_mu_;  // one scan at a time
   std::mutex map_mu_;

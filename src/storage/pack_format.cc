@@ -45,11 +45,14 @@ std::optional<Header> decode(ByteView bytes) {
   if (bytes.size() < kHeaderSize) return std::nullopt;
   const uint8_t* b = bytes.data();
   if (!std::equal(std::begin(kMagic), std::end(kMagic), b)) return std::nullopt;
-  if (b[4] != static_cast<uint8_t>(Kind::kBlob) && b[4] != static_cast<uint8_t>(Kind::kRemoved)) return std::nullopt;
+  if (b[4] != static_cast<uint8_t>(Kind::kBlob) && b[4] != static_cast<uint8_t>(Kind::kRemoved) &&
+      b[4] != static_cast<uint8_t>(Kind::kNote))
+    return std::nullopt;
   if (b[5] || b[6] || b[7] || std::any_of(b + 32, b + kCrcAt, [](uint8_t x) { return x != 0; })) return std::nullopt;
   Header h;
   h.kind = static_cast<Kind>(b[4]);
   if (getLe(&b[kCrcAt], 4) != crcOf(b, kCrcAt)) {
+    if (h.kind == Kind::kNote) return std::nullopt;  // notes are never rewritten: damage
     // A removal torn between its two changes: the CRC is that of the other kind.
     uint8_t other[kCrcAt];
     std::copy(b, b + kCrcAt, other);

@@ -7,7 +7,10 @@
 //
 //   offset  size  field
 //        0     4  magic "BPK1"
-//        4     1  kind: 1 = blob, 2 = removed (content zeroed or a hole)
+//        4     1  kind: 1 = blob, 2 = removed (content zeroed or a hole),
+//                 3 = note (BlobWriter::attachNote: opaque bytes of the layer
+//                 above, made durable with the blob of the same id, which
+//                 comes first)
 //        5     3  zero
 //        8     8  length of the content, little endian
 //       16    16  blob id (the UUID's 16 bytes)
@@ -17,7 +20,7 @@
 // The header's CRC tells a record from zeros, a torn write or damage; the
 // content is authenticated by the layer above (EncryptingBlobStore), not here.
 // Removal rewrites the kind and the CRC in place: a header torn between the
-// two (one of them new) still decodes, as removed.
+// two (one of them new) still decodes, as removed. Notes are never rewritten.
 #pragma once
 
 #include <array>
@@ -38,7 +41,7 @@ constexpr size_t kHeaderSize = 48;
 // their own); a header claiming more is damage.
 constexpr uint64_t kMaxContent = uint64_t{1} << 32;
 
-enum class Kind : uint8_t { kBlob = 1, kRemoved = 2 };
+enum class Kind : uint8_t { kBlob = 1, kRemoved = 2, kNote = 3 };
 using RawId = std::array<uint8_t, 16>;
 
 struct Header {

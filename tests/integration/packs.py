@@ -10,7 +10,8 @@ HEADER = 48
 
 def records(blob_root):
     """Every record of every pack under `blob_root` (the data directory's blobs/), in file
-    order: dicts with id, kind ("blob" or "removed"), path, offset (of the content), length."""
+    order: dicts with id, kind ("blob", "removed" or "note": the sealed audit record kept with a
+    stored object, after it), path, offset (of the content), length."""
     out = []
     for pack in sorted(Path(blob_root, "packs").glob("*.pack")):
         data = pack.read_bytes()
@@ -22,7 +23,7 @@ def records(blob_root):
             length = struct.unpack("<Q", h[8:16])[0]
             if length > len(data) - at - HEADER:
                 break
-            out.append({"id": str(uuid.UUID(bytes=h[16:32])), "kind": {1: "blob", 2: "removed"}[h[4]],
+            out.append({"id": str(uuid.UUID(bytes=h[16:32])), "kind": {1: "blob", 2: "removed", 3: "note"}[h[4]],
                         "path": pack, "offset": at + HEADER, "length": length})
             at += HEADER + length
     return out

@@ -84,6 +84,16 @@ TEST(PackFormat, HeaderRoundTripsAndRejectsDamage) {
     EXPECT_EQ(t->kind, storage::pack::Kind::kRemoved);
     EXPECT_EQ(t->length, 123456u);
   }
+  // A note header decodes as one; damaged, as nothing (notes are never rewritten in place).
+  auto note = storage::pack::encode({storage::pack::Kind::kNote, 300, h.id});
+  auto n = storage::pack::decode(note);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->kind, storage::pack::Kind::kNote);
+  for (size_t i = 0; i < note.size(); ++i) {
+    auto d = note;
+    d[i] ^= 0x01;
+    EXPECT_FALSE(storage::pack::decode(d)) << "byte " << i;
+  }
   EXPECT_FALSE(storage::pack::rawId("0123abcd-4567-89ef-0123-456789abcdeg"));
   EXPECT_FALSE(storage::pack::rawId("../../etc/passwd"));
 }
@@ -342,6 +352,69 @@ TEST(PackBlobStore, TwoProcessesSeeEachOthersBlobsAndRemovals) {
   ASSERT_TRUE(b->remove(from_b).ok());
   EXPECT_EQ(a->open(from_b).status().code(), StatusCode::kNotFound);  // the header says removed
   EXPECT_EQ(listAll(*a), (std::set<std::string>{from_b_before, from_a}));
+}
+
+}  // namespace
+}  // namespace bastion
+
+namespace bastion {
+namespace {
+
+TEST(PackBlobStore, NotesAreDurableWithTheirBlobAndReadOnlyOnceTheirWriterIsGone) {
+  testing::TempDir dir;
+  testing::FakeRandom random;
+  PackOptions o;
+  o.inline_max = 64 << 10;  // the large blob gets a file of its own; its note still goes to a pack
+  std::string small_id, large_id;
+  {
+    auto store = openStore(dir.path(), random, o);
+    auto w = store->create();
+    ASSERT_TRUE(w.ok());
+    EXPECT_TRUE((*w)->attachNote(pattern(300, 1)));
+    ASSERT_TRUE((*w)->append(pattern(1000, 2)).ok());
+    ASSERT_TRUE((*w)->commit().ok());
+    small_id = (*w)->id();
+    auto w2 = store->create();
+    ASSERT_TRUE(w2.ok());
+    EXPECT_TRUE((*w2)->attachNote(pattern(200, 3)));
+    ASSERT_TRUE((*w2)->append(pattern(100 << 10, 4)).ok());
+    ASSERT_TRUE((*w2)->commit().ok());
+    large_id = (*w2)->id();
+    ASSERT_TRUE(put(*store, pattern(500, 5)).ok());  // no note
+    EXPECT_FALSE(store->committedEnds().empty());
+
+    // Another process leaves alone the packs this one still writes (their lock).
+    auto other = openStore(dir.path(), random, o);
+    std::map<uint32_t, uint64_t> ends;
+    int seen = 0;
+    ASSERT_TRUE(other->forEachNote({}, ends, [&](const PackBlobStore::Note&) { return ++seen, okStatus(); }).ok());
+    EXPECT_EQ(seen, 0);
+    EXPECT_TRUE(ends.empty());
+    EXPECT_TRUE(other->committedEnds().empty());
+  }
+  auto later = openStore(dir.path(), random, o);
+  std::map<uint32_t, uint64_t> ends;
+  std::map<std::string, Bytes> notes;
+  ASSERT_TRUE(later
+                  ->forEachNote({}, ends,
+                                [&](const PackBlobStore::Note& n) {
+                                  notes[n.id] = n.body;
+                                  return okStatus();
+                                })
+                  .ok());
+  ASSERT_EQ(notes.size(), 2u);
+  EXPECT_EQ(notes[small_id], pattern(300, 1));
+  EXPECT_EQ(notes[large_id], pattern(200, 3));
+  EXPECT_FALSE(ends.empty());
+  // Notes are not blobs, nor do they disturb the blob they came with.
+  EXPECT_EQ(listAll(*later).size(), 3u);
+  EXPECT_EQ(get(*later, small_id), pattern(1000, 2));
+  EXPECT_EQ(get(*later, large_id), pattern(100 << 10, 4));
+  // From where the scan ended, there is nothing more.
+  std::map<uint32_t, uint64_t> again;
+  int seen = 0;
+  ASSERT_TRUE(later->forEachNote(ends, again, [&](const PackBlobStore::Note&) { return ++seen, okStatus(); }).ok());
+  EXPECT_EQ(seen, 0);
 }
 
 }  // namespace

@@ -27,6 +27,14 @@ class BlobWriter {
   virtual Status append(ByteView data) = 0;
   // A hint that about `bytes` more will be appended (buffers are sized once).
   virtual void expect(uint64_t bytes) {}
+  // Asks that `note` (a few hundred bytes, opaque to the store) become
+  // durable together with this blob, by the same commit(): a record the
+  // caller can find again after a crash (PackBlobStore::forEachNote). False
+  // if this store keeps no notes; then nothing is kept.
+  virtual bool attachNote(Bytes note) {
+    (void)note;
+    return false;
+  }
   // Makes the blob durable and visible under id(). Returns only after the
   // data and its directory entry have reached stable storage. On error
   // nothing is visible under id().
