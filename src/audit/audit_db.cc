@@ -28,6 +28,12 @@ CREATE TABLE checkpoint (
 );
 CREATE TABLE cursor (destination TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 )sql"},
+    // Notes (AuditLog::noteFor): per pack file, the position before which
+    // every note's record is in the trail, and the chain head when that was
+    // recorded (a recovery looks for a note's record only after it).
+    {2, R"sql(
+CREATE TABLE note_mark (pack INTEGER PRIMARY KEY, offset INTEGER NOT NULL, seq INTEGER NOT NULL);
+)sql"},
 };
 }  // namespace
 

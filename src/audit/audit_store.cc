@@ -1,5 +1,6 @@
 #include "audit/audit_store.h"
 
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <iostream>
@@ -42,18 +43,21 @@ StatusOr<std::unique_ptr<AuditStore>> AuditStore::open(const std::string& path, 
   if (!reader.ok()) return reader.status();
   RETURN_IF_ERROR(refuseTriggers(**writer));
   return std::unique_ptr<AuditStore>(
-      new AuditStore(std::move(writer).value(), std::move(reader).value(), keyring, random, clock, options));
+      new AuditStore(path, std::move(writer).value(), std::move(reader).value(), keyring, random, clock, options));
 }
 
-AuditStore::AuditStore(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Keyring& keyring,
-                       Random& random, const Clock& clock, AuditStoreOptions options)
-    : writer_db_(std::move(writer)),
+AuditStore::AuditStore(std::string path, std::unique_ptr<Db> writer, std::unique_ptr<Db> reader,
+                       const Keyring& keyring, Random& random, const Clock& clock, AuditStoreOptions options)
+    : path_(std::move(path)),
+      writer_db_(std::move(writer)),
       reader_db_(std::move(reader)),
       keys_(AuditKeys::derive(keyring)),
       random_(random),
       clock_(clock),
       options_(options),
       opened_us_(toMicros(clock.now())) {
+  // What a crashed process left in the WAL may not be on the disk yet.
+  (void)sync();
   checkpointer_ = std::thread([this] { checkpointLoop(); });
 }
 
@@ -68,12 +72,113 @@ AuditStore::~AuditStore() {
 }
 
 Status AuditStore::append(const AuditEvent& event) {
+  Pending p;
+  p.event = &event;
+  return submit(p);
+}
+
+std::optional<Bytes> AuditStore::noteFor(const AuditEvent& event, const std::string& object_id) {
+  return sealNote(event, object_id, keys_, random_);
+}
+
+Status AuditStore::appendNoted(const AuditEvent& event) {
+  Pending p;
+  p.event = &event;
+  p.lazy = true;
+  return submit(p);
+}
+
+StatusOr<bool> AuditStore::appendFromNote(ByteView note, const std::string& object_id, int64_t after_seq) {
+  ASSIGN_OR_RETURN(AuditEvent e, openNote(note, object_id, keys_));
+  Pending p;
+  p.event = &e;
+  p.unless_after = after_seq;
+  p.recovered = true;
+  RETURN_IF_ERROR(submit(p));
+  return !p.skipped;
+}
+
+StatusOr<bool> AuditStore::hasRecordLike(Db& db, const AuditEvent& e, int64_t after_seq) {
+  ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT 1 FROM record WHERE time_us = ? AND seq > ? AND action = ? AND "
+                                      "study = ? AND actor = ? AND source = ? AND substr(detail, 1, ?) = ? LIMIT 1"));
+  s.bind(1, toMicros(e.time))
+      .bind(2, after_seq)
+      .bind(3, std::string_view(e.action))
+      .bind(4, std::string_view(e.study_uid))
+      .bind(5, std::string_view(e.actor_ae))
+      .bind(6, std::string_view(e.source_address))
+      .bind(7, static_cast<int64_t>(e.detail.size()))
+      .bind(8, std::string_view(e.detail));
+  ASSIGN_OR_RETURN(bool row, s.step());
+  s.reset();
+  return row;
+}
+
+StatusOr<std::map<uint32_t, AuditStore::NoteMark>> AuditStore::noteMarks() {
+  std::lock_guard lock(read_mu_);
+  ASSIGN_OR_RETURN(Stmt s, reader_db_->prepare("SELECT pack, offset, seq FROM note_mark"));
+  std::map<uint32_t, NoteMark> marks;
+  RETURN_IF_ERROR(s.forEachRow([&] { marks[static_cast<uint32_t>(s.i64(0))] = NoteMark{s.i64(1), s.i64(2)}; }));
+  return marks;
+}
+
+Status AuditStore::setNoteMarks(const std::map<uint32_t, uint64_t>& ends, int64_t seq) {
+  if (ends.empty()) return okStatus();
+  return group_.exclusive([&]() -> Status {
+    Db& db = *writer_db_;
+    RETURN_IF_ERROR(useLazySync(true));
+    RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
+    Status s = [&]() -> Status {
+      ASSIGN_OR_RETURN(Stmt up, db.prepare("INSERT INTO note_mark(pack, offset, seq) VALUES (?, ?, ?) "
+                                           "ON CONFLICT(pack) DO UPDATE SET "
+                                           "seq = CASE WHEN excluded.offset > offset THEN excluded.seq ELSE seq END, "
+                                           "offset = max(offset, excluded.offset)"));
+      for (const auto& [pack, end] : ends)
+        RETURN_IF_ERROR(up.bind(1, static_cast<int64_t>(pack)).bind(2, static_cast<int64_t>(end)).bind(3, seq).run());
+      return okStatus();
+    }();
+    if (s.ok()) s = db.exec("COMMIT");
+    if (!s.ok()) (void)db.exec("ROLLBACK");
+    return s;
+  });
+}
+
+Status AuditStore::sync() {
+  ASSIGN_OR_RETURN(int64_t head, lastSeq());  // committed before the syncs below begin
+  // Through SQLite's own handles of the WAL and the database (which SQLite
+  // syncs after a checkpoint): a descriptor opened and closed here would drop
+  // every POSIX lock this process holds on the file.
+  RETURN_IF_ERROR(group_.exclusive([&]() -> Status {
+    for (const int op : {SQLITE_FCNTL_JOURNAL_POINTER, SQLITE_FCNTL_FILE_POINTER}) {
+      sqlite3_file* file = nullptr;
+      if (sqlite3_file_control(writer_db_->raw(), "main", op, &file) != SQLITE_OK || !file || !file->pMethods)
+        continue;  // no WAL open: nothing was written through it
+      if (file->pMethods->xSync(file, SQLITE_SYNC_NORMAL) != SQLITE_OK)
+        return internalError("cannot sync the audit trail " + path_);
+    }
+    return okStatus();
+  }));
+  int64_t seen = durable_seq_.load();
+  while (seen < head && !durable_seq_.compare_exchange_weak(seen, head)) {
+  }
+  std::lock_guard callback(callback_mu_);
+  if (on_commit_) on_commit_(head);
+  return okStatus();
+}
+
+Status AuditStore::useLazySync(bool lazy) {
+  if (lazy == lazy_sync_) return okStatus();
+  RETURN_IF_ERROR(writer_db_->exec(lazy ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL"));
+  lazy_sync_ = lazy;
+  return okStatus();
+}
+
+Status AuditStore::submit(Pending& p) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return unavailable("audit store is closing");
     ++appending_;
   }
-  Pending p{&event};
   group_.submit(p, [this](std::vector<Pending*>& batch) {
     int64_t new_head = 0;
     Status s = okStatus();
@@ -84,7 +189,10 @@ Status AuditStore::append(const AuditEvent& event) {
       throw;
     }
     for (Pending* b : batch) b->status = s;
-    if (s.ok()) {
+    if (s.ok() && !lazy_sync_) {  // synced: every record up to the new head is durable
+      int64_t seen = durable_seq_.load();
+      while (seen < new_head && !durable_seq_.compare_exchange_weak(seen, new_head)) {
+      }
       std::lock_guard callback(callback_mu_);
       if (on_commit_) on_commit_(new_head);
     }
@@ -116,6 +224,7 @@ void AuditStore::checkpointLoop() {
 
 Status AuditStore::checkpointNow(bool force) {
   Db& db = *writer_db_;
+  RETURN_IF_ERROR(useLazySync(false));  // the closing checkpoint makes every record durable
   RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
   Status s = checkpointIfDue(db, force);
   if (s.ok()) s = db.exec("COMMIT");
@@ -153,6 +262,9 @@ Status AuditStore::signHead(Db& db, const std::optional<Checkpoint>& last, int64
 
 Status AuditStore::commitBatch(const std::vector<Pending*>& batch, int64_t& new_head) {
   Db& db = *writer_db_;
+  bool lazy = true;
+  for (const Pending* p : batch) lazy = lazy && p->lazy;
+  RETURN_IF_ERROR(useLazySync(lazy));
   RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
   auto work = [&]() -> Status {
     ASSIGN_OR_RETURN(auto h, chainHead(db));
@@ -160,7 +272,18 @@ Status AuditStore::commitBatch(const std::vector<Pending*>& batch, int64_t& new_
     int64_t seq = h.first;
     Bytes prev = std::move(h.second);
     for (Pending* p : batch) {
-      const StoredRecord r = sealRecord(*p->event, ++seq, prev, keys_, random_);
+      if (p->unless_after) {
+        ASSIGN_OR_RETURN(p->skipped, hasRecordLike(db, *p->event, *p->unless_after));
+        if (p->skipped) continue;
+      }
+      AuditEvent recovered;
+      if (p->recovered) {
+        recovered = *p->event;
+        recovered.detail += std::string(recovered.detail.empty() ? "" : " ") +
+                            "[recovered from the note kept with the object: the archive stopped before this "
+                            "record was durable]";
+      }
+      const StoredRecord r = sealRecord(p->recovered ? recovered : *p->event, ++seq, prev, keys_, random_);
       RETURN_IF_ERROR(insertRecord(db, r));
       prev = r.hash;
       // A checkpoint exactly every `checkpoint_every` records.
@@ -212,13 +335,7 @@ Status AuditStore::search(const AuditFilter& f, const std::function<bool(const A
     if (f.since) s.bind(i++, toMicros(*f.since));
     if (f.until) s.bind(i++, toMicros(*f.until));
     s.bind(i++, static_cast<int64_t>(f.limit));
-    for (;;) {
-      auto row = s.step();
-      if (!row.ok()) {
-        s.reset();
-        return row.status();
-      }
-      if (!*row) break;
+    RETURN_IF_ERROR(s.forEachRow([&] {
       const StoredRecord r = rowToRecord(s);
       auto e = openRecord(r, keys_);
       if (!e.ok()) {
@@ -232,8 +349,7 @@ Status AuditStore::search(const AuditFilter& f, const std::function<bool(const A
         e->detail += " [sealed patient data failed authentication: " + why + "]";
       }
       found.push_back({r.seq, std::move(e).value()});
-    }
-    s.reset();
+    }));
   }
   for (const auto& entry : found)
     if (!emit(entry)) break;

@@ -13,9 +13,10 @@
 // Nothing here deletes or updates a record: the SQL has no such statement.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
-#include <map>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -53,6 +54,33 @@ class AuditStore final : public AuditLog {
   // Writes a final checkpoint (if records follow the last one) and stops.
   ~AuditStore() override;
   Status append(const AuditEvent& event) override;
+  // Notes (AuditLog): appendNoted() commits without a sync of its own; the
+  // record is durable with the next synced commit (any other append, a
+  // checkpoint, the store's close) or lost with the operating system, and
+  // then appended again from its note (server/audit_notes.h).
+  std::optional<Bytes> noteFor(const AuditEvent& event, const std::string& object_id) override;
+  Status appendNoted(const AuditEvent& event) override;
+  // Per pack file: the position before which every note's record is here,
+  // and the chain head when that was recorded.
+  struct NoteMark {
+    int64_t offset = 0, seq = 0;
+  };
+  StatusOr<std::map<uint32_t, NoteMark>> noteMarks();
+  // Records `ends` as marks naming position `seq` (a head read before the
+  // ends were taken); a mark's seq changes only when its offset advances.
+  // Committed without a sync: it follows, in the WAL, every record committed
+  // before it, so after a crash either both or only the records remain.
+  Status setNoteMarks(const std::map<uint32_t, uint64_t>& ends, int64_t seq);
+  // Appends durably the event of `note` (kept with `object_id`), its detail
+  // saying it was recovered, unless the trail has its record after position
+  // `after_seq` (same time, action, study, actor, source and detail). True
+  // if appended; kDataLoss if the note does not open.
+  StatusOr<bool> appendFromNote(ByteView note, const std::string& object_id, int64_t after_seq);
+  // Syncs the trail's files: every record committed so far is durable.
+  Status sync() override;
+  // The last position known durable (synced commits, sync()): what may leave
+  // the archive (export). Records after it may still be lost to a crash.
+  int64_t durableSeq() const { return durable_seq_.load(); }
 
   // Records matching `filter` in position order, PHI decrypted. `emit`
   // returns false to stop. kDataLoss if a record's PHI does not open.
@@ -77,11 +105,21 @@ class AuditStore final : public AuditLog {
 
  private:
   struct Pending {
-    const AuditEvent* event;
+    const AuditEvent* event = nullptr;
+    bool lazy = false;                 // may commit without a sync (a note keeps it)
+    std::optional<int64_t> unless_after;  // skipped if its record follows this position
+    bool skipped = false;
+    bool recovered = false;  // appended from a note: the detail says so
     Status status = unavailable("audit record not committed");
   };
-  AuditStore(std::unique_ptr<index::Db> writer, std::unique_ptr<index::Db> reader, const Keyring& keyring,
-             Random& random, const Clock& clock, AuditStoreOptions options);
+  Status submit(Pending& p);
+  // PRAGMA synchronous for the next commits: NORMAL (no sync) or FULL. Inside group_.
+  Status useLazySync(bool lazy);
+  bool lazy_sync_ = false;  // writer connection only
+  // True if a record like `e` (time, action, study, actor, source, detail as a prefix) follows `after_seq`.
+  StatusOr<bool> hasRecordLike(index::Db& db, const AuditEvent& e, int64_t after_seq);
+  AuditStore(std::string path, std::unique_ptr<index::Db> writer, std::unique_ptr<index::Db> reader,
+             const Keyring& keyring, Random& random, const Clock& clock, AuditStoreOptions options);
   // Signs a checkpoint when records have waited past the interval, until the store closes.
   void checkpointLoop();
   Status commitBatch(const std::vector<Pending*>& batch, int64_t& head);
@@ -95,6 +133,8 @@ class AuditStore final : public AuditLog {
   Status signHead(index::Db& db, const std::optional<Checkpoint>& last, int64_t seq, ByteView hash, int64_t now_us);
   bool tail_alerted_ = false;  // writer connection only
 
+  const std::string path_;
+  std::atomic<int64_t> durable_seq_{0};
   std::unique_ptr<index::Db> writer_db_;  // inside group_ only
   std::unique_ptr<index::Db> reader_db_;  // guarded by read_mu_
   AuditKeys keys_;

@@ -51,6 +51,7 @@ AuditKeys AuditKeys::derive(const Keyring& keyring) {
   k.phi = keyring.derive("bastion-audit-phi-v1");
   k.token = keyring.derive("bastion-audit-patient-token-v1");
   k.mac = keyring.derive("bastion-audit-record-mac-v1");
+  k.note = keyring.derive("bastion-audit-note-v1");
   const Key256 seed = keyring.derive("bastion-audit-ed25519-v1");
   crypto_sign_seed_keypair(k.sign_public.data(), k.sign_secret.data(), seed.data());
   return k;
@@ -94,6 +95,65 @@ StoredRecord sealRecord(const AuditEvent& e, int64_t seq, ByteView prev, const A
   r.hash = recordHash(r);
   r.mac = recordMac(r, keys);
   return r;
+}
+
+namespace {
+Bytes noteAd(std::string_view object_id) {
+  constexpr std::string_view kLabel = "bastion-audit-note-v1";
+  Bytes ad(kLabel.size() + object_id.size());
+  std::copy(kLabel.begin(), kLabel.end(), ad.begin());
+  std::copy(object_id.begin(), object_id.end(), ad.begin() + static_cast<std::ptrdiff_t>(kLabel.size()));
+  return ad;
+}
+}  // namespace
+
+Bytes sealNote(const AuditEvent& e, std::string_view object_id, const AuditKeys& keys, Random& random) {
+  const nlohmann::json j = {{"time_us", toMicros(e.time)},
+                            {"action", cut(e.action, 64)},
+                            {"outcome", cut(e.outcome, 64)},
+                            {"severity", cut(e.severity, 64)},
+                            {"actor", cut(e.actor_ae, 256)},
+                            {"user", cut(e.user, 256)},
+                            {"source", cut(e.source_address, 256)},
+                            {"cert", cut(e.cert_sha256, 128)},
+                            {"study", cut(e.study_uid, 128)},
+                            {"rule", cut(e.rule, 256)},
+                            {"detail", cut(e.detail, kMaxFieldBytes)},
+                            {"count", e.instance_count},
+                            {"patient_id", cut(e.patient_id, 256)},
+                            {"patient_name", cut(e.patient_name, kMaxFieldBytes)},
+                            {"query", cut(e.query, kMaxFieldBytes)}};
+  const std::string plain = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  Bytes out(crypto::kGcmNonce);
+  random.fill(out);
+  const Bytes nonce(out);
+  crypto::gcmSeal(keys.note, nonce.data(), noteAd(object_id), asBytes(plain), out);
+  return out;
+}
+
+StatusOr<AuditEvent> openNote(ByteView note, std::string_view object_id, const AuditKeys& keys) {
+  if (note.size() < crypto::kGcmNonce + crypto::kGcmTag) return dataLoss("audit note truncated");
+  Bytes plain;
+  RETURN_IF_ERROR(crypto::gcmOpen(keys.note, note.data(), noteAd(object_id), note.subspan(crypto::kGcmNonce), plain));
+  const auto j = nlohmann::json::parse(asChars(plain), nullptr, false);
+  if (!j.is_object()) return dataLoss("audit note malformed");
+  AuditEvent e;
+  e.time = std::chrono::system_clock::time_point(std::chrono::microseconds(j.value("time_us", int64_t{0})));
+  e.action = j.value("action", "");
+  e.outcome = j.value("outcome", "");
+  e.severity = j.value("severity", "");
+  e.actor_ae = j.value("actor", "");
+  e.user = j.value("user", "");
+  e.source_address = j.value("source", "");
+  e.cert_sha256 = j.value("cert", "");
+  e.study_uid = j.value("study", "");
+  e.rule = j.value("rule", "");
+  e.detail = j.value("detail", "");
+  e.instance_count = j.value("count", uint32_t{0});
+  e.patient_id = j.value("patient_id", "");
+  e.patient_name = j.value("patient_name", "");
+  e.query = j.value("query", "");
+  return e;
 }
 
 Bytes recordMac(const StoredRecord& r, const AuditKeys& keys) {

@@ -24,6 +24,7 @@ struct AuditKeys {
   Key256 phi;         // seals the PHI of each record
   Key256 token;       // keyed patient tokens (search without decrypting)
   Key256 mac;         // per-record MAC: only the archive can write a record it will sign
+  Key256 note;        // seals events kept as notes with stored objects (AuditLog::noteFor)
   PublicKey sign_public;
   std::array<uint8_t, 64> sign_secret;
   static AuditKeys derive(const Keyring& keyring);
@@ -52,6 +53,12 @@ inline constexpr size_t kMaxQueryBytes = 65536;
 StoredRecord sealRecord(const AuditEvent& event, int64_t seq, ByteView prev, const AuditKeys& keys, Random& random);
 // The event back, PHI decrypted. kDataLoss if the sealed PHI does not open.
 StatusOr<AuditEvent> openRecord(const StoredRecord& record, const AuditKeys& keys);
+// An event as a note (AuditLog::noteFor): every field as JSON (each cut
+// like a record's), sealed under keys.note with AES-256-GCM and bound to the
+// id of the object it is kept with.
+Bytes sealNote(const AuditEvent& event, std::string_view object_id, const AuditKeys& keys, Random& random);
+// The event back; kDataLoss if the note does not open for this object.
+StatusOr<AuditEvent> openNote(ByteView note, std::string_view object_id, const AuditKeys& keys);
 // SHA-256 over prev, position and every field, each length-prefixed.
 Bytes recordHash(const StoredRecord& record);
 // HMAC-SHA256 of the record's hash under keys.mac. Anyone can recompute a

@@ -263,8 +263,9 @@ void SyslogForwarder::run() {
       deadline = drain_deadline_;
     }
     const auto now = steady::now();
-    auto head = store_.lastSeq();
-    const int64_t last = head.ok() ? *head : sent;
+    // Durable records only: one committed without a sync may yet be lost and
+    // its position taken by another (docs/audit.md, "Store records and notes").
+    const int64_t last = std::max(sent, store_.durableSeq());
     persist(stopping);
     if (stopping && (confirmed_ >= last || now >= deadline)) break;
 
@@ -290,7 +291,7 @@ void SyslogForwarder::run() {
     if (conn && sent < last) {
       std::string frames;
       int64_t batch_last = sent;
-      (void)store_.readAfter(sent, 500, [&](const AuditEntry& e) {
+      (void)store_.readAfter(sent, static_cast<size_t>(std::min<int64_t>(500, last - sent)), [&](const AuditEntry& e) {
         const std::string msg = syslogMessage(e, source_);
         frames += std::to_string(msg.size()) + " " + msg;  // RFC 5425 octet counting
         batch_last = e.seq;

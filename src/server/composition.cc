@@ -1,5 +1,6 @@
 #include "server/composition.h"
 
+#include <iostream>
 #include <set>
 
 #include "storage/atomic_file.h"
@@ -33,6 +34,13 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
   a->query = std::make_unique<QueryService>(deps);
   a->retrieve = std::make_unique<RetrieveService>(deps);
   a->remove = std::make_unique<DeleteService>(deps, config.retention_days);
+  // Records of acknowledged stores that an operating-system crash or power
+  // loss took from the trail come back from their notes.
+  ASSIGN_OR_RETURN(size_t recovered, recoverAuditNotes(*a->files, *a->index, *a->audit));
+  if (recovered > 0)
+    std::cerr << "audit: appended " << recovered
+              << " record(s) of acknowledged stores from the notes kept with their objects\n";
+  a->notes = std::make_unique<NoteSettler>(*a->files, *a->audit, *a->store);
   return a;
 }
 

@@ -9,6 +9,7 @@
 #include "bastion/service/archive.h"
 #include "crypto/encrypting_blob_store.h"
 #include "index/sqlite/sqlite_index.h"
+#include "server/audit_notes.h"
 #include "server/config.h"
 #include "storage/pack_blob_store.h"
 
@@ -26,6 +27,8 @@ struct Archive {
   std::unique_ptr<QueryService> query;
   std::unique_ptr<RetrieveService> retrieve;
   std::unique_ptr<DeleteService> remove;
+  // Last: its final round runs before the stores it marks close.
+  std::unique_ptr<NoteSettler> notes;
 };
 
 StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config);

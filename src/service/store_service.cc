@@ -58,15 +58,47 @@ StatusOr<PutResult> StoreService::store(const CallContext& ctx, const StoreReque
   return storeAudited(ctx, req, nullptr);
 }
 
+void StoreService::awaitEarlierStores() {
+  std::unique_lock lock(flight_mu_);
+  const uint64_t before = ++epoch_;
+  flight_cv_.wait(lock, [&] { return in_flight_.empty() || in_flight_.begin()->first >= before; });
+}
+
 StatusOr<PutResult> StoreService::storeAudited(const CallContext& ctx, const StoreRequest& req, StoredUids* stored) {
+  uint64_t epoch = 0;
+  {
+    std::lock_guard lock(flight_mu_);
+    epoch = epoch_;
+    ++in_flight_[epoch];
+  }
+  struct Landed {
+    StoreService& s;
+    uint64_t epoch;
+    ~Landed() {
+      std::lock_guard lock(s.flight_mu_);
+      if (--s.in_flight_[epoch] == 0) {
+        s.in_flight_.erase(epoch);
+        s.flight_cv_.notify_all();
+      }
+    }
+  } landed{*this, epoch};
+
   AuditEvent e = auditEventFor(ctx, d_.clock, "store");
   const Decision d = d_.policy.decide(ctx.principal, Action::kStore, {}, d_.clock.now());
-  auto result = d.allowed ? storeChecked(ctx, req, e, stored)
-                          : StatusOr<PutResult>(permissionDenied("not permitted to store"));
-  e.time = d_.clock.now();
   e.instance_count = 1;
-  e.outcome = "success";
   e.rule = d.rule;
+  bool noted = false;
+  auto result = d.allowed ? storeChecked(ctx, req, e, stored, noted)
+                          : StatusOr<PutResult>(permissionDenied("not permitted to store"));
+  if (noted) {
+    // Inserted, with this success record kept as a durable note next to the
+    // object: the trail's copy needs no sync of its own.
+    Status audited = d_.audit.appendNoted(e);
+    if (!audited.ok()) return audited;  // no success without its audit record
+    return result;
+  }
+  e.time = d_.clock.now();
+  e.outcome = "success";
   if (!result.ok()) {
     e.outcome = result.status().code() == StatusCode::kPermissionDenied ? "denied" : "failure";
     e.detail = result.status().toString();
@@ -95,7 +127,7 @@ StatusOr<PutResult> StoreService::storeFile(const CallContext& ctx, ByteView fil
 }
 
 StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const StoreRequest& req, AuditEvent& audit,
-                                               StoredUids* stored) {
+                                               StoredUids* stored, bool& noted) {
   if (req.dataset.size() > d_.limits.max_object_size) return resourceExhausted("object larger than the limit");
   if (!isValidUid(req.transfer_syntax)) return invalidArgument("invalid transfer syntax UID");
   ASSIGN_OR_RETURN(dicom::Encoding enc, dicom::encodingOf(req.transfer_syntax));
@@ -163,13 +195,19 @@ StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const Sto
   }
 
   ASSIGN_OR_RETURN(auto writer, d_.blobs.create());
+  audit.time = d_.clock.now();
+  audit.outcome = "success";  // what the note says; it counts only if the instance is inserted
+  audit.detail = "object " + writer->id();  // names this store's record uniquely (recovery looks for it)
+  std::optional<Bytes> note = d_.audit.noteFor(audit, writer->id());
+  const bool with_note = note && writer->attachNote(std::move(*note));
   writer->expect(meta.size() + req.dataset.size());
   RETURN_IF_ERROR(writer->append(meta));
   RETURN_IF_ERROR(writer->append(req.dataset));
   RETURN_IF_ERROR(writer->commit());
   r.blob_id = writer->id();
   auto put = d_.index.putInstance(r);
-  if (!put.ok() || *put == PutResult::kAlreadyStored) (void)d_.blobs.remove(r.blob_id);
+  if (!put.ok() || *put == PutResult::kAlreadyStored) (void)d_.blobs.remove(r.blob_id);  // its note then counts for nothing
+  noted = with_note && put.ok() && *put == PutResult::kInserted;
   return put;
 }
 

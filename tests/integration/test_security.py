@@ -155,7 +155,7 @@ def test_flipped_byte_fails_retrieval_and_verify_reports_it(started, tmp_path):
     files = write_multi_patient_set(tmp_path / "set")
     started.dcmtk("storescu", node, *[str(p) for p in files.values()])
     assert started.bastion("verify").returncode == 0
-    record = packs.records(started.data / "blobs")[0]
+    record = [r for r in packs.records(started.data / "blobs") if r["kind"] == "blob"][0]
     packs.flip_content_byte(record)
     tunnel = Stunnel(started, node, tmp_path)
     try:
@@ -260,6 +260,13 @@ def test_kill_9_while_storing_loses_nothing_acknowledged(started, tmp_path):
         stored |= {r.SOPInstanceUID for r in rows}
     for path in acked:
         assert pydicom.dcmread(path).SOPInstanceUID in stored, path
+    # Each stored instance has exactly one success record: committed without a
+    # sync of its own, or appended at restart from the note kept with its
+    # object if the kill came between its index commit and its audit append.
+    stores = [e for e in started.audit_events() if e["action"] == "store" and e["outcome"] == "success"
+              and e.get("study", "").startswith(PREFIX + "9")]
+    assert len(stores) == len(stored), (len(stores), len(stored))
+    assert len({e["detail"].split()[1] for e in stores}) == len(stores)  # one per object
 
 
 def test_silent_and_trickling_peers_do_not_block_others(tmp_path):

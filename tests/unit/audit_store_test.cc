@@ -388,6 +388,78 @@ TEST_F(AuditStoreTest, ARecordWhosePhiNoLongerOpensIsReportedMarkedNotHidden) {
   EXPECT_EQ(got[2].event.patient_id, "PID3");
 }
 
+TEST_F(AuditStoreTest, ANotedRecordComesBackFromItsNoteOnceAndOnlyForItsObject) {
+  AuditEvent e = event(1, "PID7");
+  e.detail = "object obj-1";
+  auto note = store_->noteFor(e, "obj-1");
+  ASSERT_TRUE(note);
+  EXPECT_EQ(asChars(*note).find("PID7"), std::string::npos);  // sealed
+  EXPECT_EQ(store_->appendFromNote(*note, "obj-2", 0).status().code(), StatusCode::kDataLoss);
+  ASSERT_TRUE(store_->appendNoted(e).ok());
+  auto again = store_->appendFromNote(*note, "obj-1", 0);
+  ASSERT_TRUE(again.ok()) << again.status().toString();
+  EXPECT_FALSE(*again);  // its record is here
+  ASSERT_EQ(*store_->lastSeq(), 1);
+
+  // A trail that lost the record (another file here) gets it back, once.
+  auto other = AuditStore::open(dir_.path() + "/other.sqlite", *keyring_, random_, clock_, {});
+  ASSERT_TRUE(other.ok());
+  auto r = (*other)->appendFromNote(*note, "obj-1", 0);
+  ASSERT_TRUE(r.ok() && *r);
+  r = (*other)->appendFromNote(*note, "obj-1", 0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(*r);
+  std::vector<AuditEntry> got;
+  ASSERT_TRUE((*other)->search({}, [&](const AuditEntry& x) { return got.push_back(x), true; }).ok());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].event.patient_id, "PID7");
+  EXPECT_EQ(got[0].event.patient_name, "NAME^PID7");
+  EXPECT_EQ(got[0].event.actor_ae, e.actor_ae);
+  EXPECT_EQ(got[0].event.study_uid, e.study_uid);
+  EXPECT_EQ(toMicros(got[0].event.time), toMicros(e.time));
+  EXPECT_EQ(got[0].event.detail.rfind("object obj-1 [recovered", 0), 0u);
+  // Another store of the same study, node and microsecond is another record.
+  AuditEvent twin = e;
+  twin.detail = "object obj-2";
+  auto twin_note = store_->noteFor(twin, "obj-2");
+  r = (*other)->appendFromNote(*twin_note, "obj-2", 0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(*r);
+  got.clear();
+  ASSERT_TRUE((*other)->search({}, [&](const AuditEntry& x) { return got.push_back(x), true; }).ok());
+  ASSERT_EQ(got.size(), 2u);
+  // Looked for only after the position given: from there on it is missing.
+  r = (*other)->appendFromNote(*note, "obj-1", got[0].seq);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(*r);
+}
+
+TEST_F(AuditStoreTest, NoteMarksOnlyMoveForwardAndKeepTheirHeadUntilTheyDo) {
+  fill(3);
+  ASSERT_TRUE(store_->setNoteMarks({{4, 1000}, {5, 48}}, 2).ok());
+  fill(2);
+  ASSERT_TRUE(store_->setNoteMarks({{4, 500}, {5, 96}}, 5).ok());  // pack 4 does not move back, nor its head
+  auto marks = store_->noteMarks();
+  ASSERT_TRUE(marks.ok());
+  ASSERT_EQ(marks->size(), 2u);
+  EXPECT_EQ(marks->at(4).offset, 1000);
+  EXPECT_EQ(marks->at(4).seq, 2);
+  EXPECT_EQ(marks->at(5).offset, 96);
+  EXPECT_EQ(marks->at(5).seq, 5);
+  open({10, std::chrono::seconds(3600)});  // kept across a restart
+  EXPECT_EQ(store_->noteMarks()->at(4).offset, 1000);
+}
+
+TEST_F(AuditStoreTest, OnlySyncedRecordsCountAsDurable) {
+  fill(2);  // synced appends
+  EXPECT_EQ(store_->durableSeq(), 2);
+  ASSERT_TRUE(store_->appendNoted(event(3)).ok());
+  EXPECT_EQ(*store_->lastSeq(), 3);
+  EXPECT_EQ(store_->durableSeq(), 2);  // committed without a sync: not exported yet
+  ASSERT_TRUE(store_->sync().ok());
+  EXPECT_EQ(store_->durableSeq(), 3);
+}
+
 TEST(AuditMessage, HostileValuesStayInsideOneWellFormedRecord) {
   AuditEntry entry;
   entry.seq = 7;

@@ -6,8 +6,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
+#include "bastion/common/bytes.h"
 #include "bastion/common/status.h"
 
 namespace bastion {
@@ -49,6 +51,22 @@ class AuditLog {
   virtual ~AuditLog() = default;
   // Appends the event; returns once it is durable. Thread-safe.
   virtual Status append(const AuditEvent& event) = 0;
+
+  // For an event whose action writes an object durably anyway (a store):
+  // noteFor() seals `event` into a note bound to that object's id, which the
+  // caller makes durable together with the object (BlobWriter::attachNote);
+  // appendNoted(event) then needs no sync of its own, because after a crash
+  // the record is appended again from the note if it was lost. Without notes
+  // (the default) noteFor() gives nullopt and appendNoted() is append().
+  virtual std::optional<Bytes> noteFor(const AuditEvent& event, const std::string& object_id) {
+    (void)event;
+    (void)object_id;
+    return std::nullopt;
+  }
+  virtual Status appendNoted(const AuditEvent& event) { return append(event); }
+  // Makes every record appended so far durable (those of appendNoted()
+  // included): before an action that would take away a note's object.
+  virtual Status sync() { return okStatus(); }
 };
 
 }  // namespace bastion

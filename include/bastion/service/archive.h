@@ -3,8 +3,11 @@
 // happen here, never in a front-end. Thread-safe.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -72,13 +75,24 @@ class StoreService {
   };
   StatusOr<PutResult> storeFile(const CallContext& ctx, ByteView file, const std::string& required_study_uid = "",
                                 StoredUids* stored = nullptr);
+  // Returns once every store begun before the call has finished (its audit
+  // record appended, or failed): what the audit notes' settler waits for
+  // before it marks notes as settled (server/audit_notes.h).
+  void awaitEarlierStores();
 
  private:
-  // Fills the study and patient of `audit` as soon as they are known.
+  // Fills the study and patient of `audit` as soon as they are known. Sets
+  // `noted` if the instance was inserted with `audit` (as its success record)
+  // kept as a durable note with the object (AuditLog::noteFor).
   StatusOr<PutResult> storeChecked(const CallContext& ctx, const StoreRequest& req, AuditEvent& audit,
-                                   StoredUids* stored);
+                                   StoredUids* stored, bool& noted);
   StatusOr<PutResult> storeAudited(const CallContext& ctx, const StoreRequest& req, StoredUids* stored);
   ArchiveDeps d_;
+  // Stores in progress by epoch (awaitEarlierStores() starts a new one).
+  std::mutex flight_mu_;
+  std::condition_variable flight_cv_;
+  uint64_t epoch_ = 0;
+  std::map<uint64_t, int> in_flight_;
 };
 
 // Deletes studies: the Policy's kDelete permission, a retention period

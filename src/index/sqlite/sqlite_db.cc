@@ -53,6 +53,17 @@ Bytes Stmt::blob(int col) const {
   return b ? Bytes(b, b + sqlite3_column_bytes(s_, col)) : Bytes();
 }
 
+Status Stmt::forEachRow(const std::function<void()>& row) {
+  for (;;) {
+    auto more = step();
+    if (!more.ok() || !*more) {
+      reset();
+      return more.status();
+    }
+    row();
+  }
+}
+
 void Stmt::reset() {
   sqlite3_reset(s_);
   sqlite3_clear_bindings(s_);

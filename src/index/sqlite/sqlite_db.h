@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -25,6 +26,9 @@ class Stmt {
   // SQLITE_ROW -> true, SQLITE_DONE -> false, errors -> Status.
   StatusOr<bool> step();
   Status run();  // step() expecting DONE
+  // Steps through every row, calling `row` with the statement on it, then
+  // resets the statement (also on error).
+  Status forEachRow(const std::function<void()>& row);
   std::string text(int col) const;
   Bytes blob(int col) const;
   int64_t i64(int col) const { return sqlite3_column_int64(s_, col); }
