@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -110,12 +111,23 @@ TEST(WorkerPool, AMissingExecutableIsUnavailableNotACrash) {
   ASSERT_FALSE(answer.ok());
 }
 
-// Runs `body` in a forked child after enterSandbox; returns its wait status.
+// The child's address space when it starts: a child forked from this test
+// process inherits what earlier tests' threads reserved (stacks, malloc
+// arenas), which a worker started by posix_spawn never has.
+uint64_t addressSpaceBytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0;
+  statm >> pages;
+  return pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// Runs `body` in a forked child after enterSandbox (512 MiB of address space
+// beyond what it inherited); returns its wait status.
 template <typename F>
 int inSandbox(F body) {
   const pid_t pid = ::fork();
   if (pid == 0) {
-    if (!enterSandbox({512ull << 20, 10}).ok()) ::_exit(2);
+    if (!enterSandbox({addressSpaceBytes() + (512ull << 20), 10}).ok()) ::_exit(2);
     ::_exit(body());
   }
   int status = 0;
