@@ -57,7 +57,7 @@ class AuditStore final : public AuditLog {
   // Notes (AuditLog): appendNoted() commits without a sync of its own; the
   // record is durable with the next synced commit (any other append, a
   // checkpoint, the store's close) or lost with the operating system, and
-  // then appended again from its note (server/audit_notes.h).
+  // then appended again from its note (server/store_notes.h).
   std::optional<Bytes> noteFor(const AuditEvent& event, const std::string& object_id) override;
   Status appendNoted(const AuditEvent& event) override;
   // Per pack file: the position before which every note's record is here,

@@ -34,13 +34,14 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
   a->query = std::make_unique<QueryService>(deps);
   a->retrieve = std::make_unique<RetrieveService>(deps);
   a->remove = std::make_unique<DeleteService>(deps, config.retention_days);
-  // Records of acknowledged stores that an operating-system crash or power
-  // loss took from the trail come back from their notes.
-  ASSIGN_OR_RETURN(size_t recovered, recoverAuditNotes(*a->files, *a->index, *a->audit));
-  if (recovered > 0)
-    std::cerr << "audit: appended " << recovered
-              << " record(s) of acknowledged stores from the notes kept with their objects\n";
-  a->notes = std::make_unique<NoteSettler>(*a->files, *a->audit, *a->store);
+  // Index rows and audit records of stores that an operating-system crash or
+  // a power cut took before they were synced come back from their notes.
+  ASSIGN_OR_RETURN(NoteRecovery recovered, recoverFromNotes(*a->files, *a->index, *a->audit));
+  if (recovered.instances > 0 || recovered.records > 0)
+    std::cerr << "store notes: indexed " << recovered.instances << " instance(s) again and appended "
+              << recovered.records << " audit record(s) from the notes kept with their objects\n";
+  a->notes = std::make_unique<NoteSettler>(*a->files, *a->index, *a->audit, *a->store);
+  a->remove->beforeDelete([notes = a->notes.get()] { return notes->settle(); });
   return a;
 }
 

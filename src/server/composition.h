@@ -9,7 +9,7 @@
 #include "bastion/service/archive.h"
 #include "crypto/encrypting_blob_store.h"
 #include "index/sqlite/sqlite_index.h"
-#include "server/audit_notes.h"
+#include "server/store_notes.h"
 #include "server/config.h"
 #include "storage/pack_blob_store.h"
 

@@ -27,9 +27,9 @@ StatusOr<uint32_t> DeleteService::deleteStudy(const CallContext& ctx, const std:
   const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(d_.clock.now().time_since_epoch()).count();
   if (retention_days_ > 0 && *received > 0 && now - *received < int64_t{retention_days_} * 86400)
     return finish(unavailable("study is under retention (" + std::to_string(retention_days_) + " days)"));
-  // The store records of these objects may still rest on their notes, which
-  // a crash after the index delete would no longer count (docs/audit.md).
-  if (Status synced = d_.audit.sync(); !synced.ok()) return finish(synced);
+  // The rows and records of recent stores may still rest on their notes: a
+  // crash after this delete must not bring them back (docs/audit.md).
+  if (Status settled = before_delete_ ? before_delete_() : d_.audit.sync(); !settled.ok()) return finish(settled);
   auto removed = d_.index.deleteStudy(study_uid);
   if (!removed.ok()) return finish(removed.status());
   for (const auto& loc : *removed) (void)d_.blobs.remove(loc.blob_id);  // leftovers: swept at start-up

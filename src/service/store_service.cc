@@ -3,6 +3,7 @@
 #include "bastion/service/archive.h"
 #include "crypto/aead.h"
 #include "dicom/parse/dicom_scanner.h"
+#include "service/store_note.h"
 
 namespace bastion {
 namespace tg = dicom::tag;
@@ -94,7 +95,8 @@ StatusOr<PutResult> StoreService::storeAudited(const CallContext& ctx, const Sto
     // Inserted, with this success record kept as a durable note next to the
     // object: the trail's copy needs no sync of its own.
     Status audited = d_.audit.appendNoted(e);
-    if (!audited.ok()) return audited;  // no success without its audit record
+    if (!audited.ok()) audited = d_.audit.append(e);  // once more, synced: the marks would pass its note
+    if (!audited.ok()) return audited;                // no success without its audit record
     return result;
   }
   e.time = d_.clock.now();
@@ -198,16 +200,18 @@ StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const Sto
   audit.time = d_.clock.now();
   audit.outcome = "success";  // what the note says; it counts only if the instance is inserted
   audit.detail = "object " + writer->id();  // names this store's record uniquely (recovery looks for it)
-  std::optional<Bytes> note = d_.audit.noteFor(audit, writer->id());
-  const bool with_note = note && writer->attachNote(std::move(*note));
+  r.blob_id = writer->id();
+  std::optional<Bytes> index_note = d_.index.noteFor(r), audit_note = d_.audit.noteFor(audit, writer->id());
+  const bool with_note =
+      (index_note || audit_note) &&
+      writer->attachNote(encodeStoreNote({index_note.value_or(Bytes()), audit_note.value_or(Bytes())}));
   writer->expect(meta.size() + req.dataset.size());
   RETURN_IF_ERROR(writer->append(meta));
   RETURN_IF_ERROR(writer->append(req.dataset));
   RETURN_IF_ERROR(writer->commit());
-  r.blob_id = writer->id();
-  auto put = d_.index.putInstance(r);
+  auto put = with_note && index_note ? d_.index.putInstanceNoted(r) : d_.index.putInstance(r);
   if (!put.ok() || *put == PutResult::kAlreadyStored) (void)d_.blobs.remove(r.blob_id);  // its note then counts for nothing
-  noted = with_note && put.ok() && *put == PutResult::kInserted;
+  noted = with_note && audit_note && put.ok() && *put == PutResult::kInserted;
   return put;
 }
 

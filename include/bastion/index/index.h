@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bastion/common/bytes.h"
 #include "bastion/common/status.h"
 
 namespace bastion {
@@ -95,6 +96,16 @@ class Index {
   // Same SOP Instance UID with the same sha256: kAlreadyStored (nothing
   // changes). With a different sha256: kAlreadyExists error (no overwrite).
   virtual StatusOr<PutResult> putInstance(const InstanceRecord& record) = 0;
+  // Notes (BlobWriter::attachNote): noteFor() seals `record` (PHI included)
+  // into a note that the caller makes durable with the instance's object;
+  // putInstanceNoted() then commits without a sync of its own, because
+  // after a crash the row is inserted again from the note. Without notes
+  // (the defaults) noteFor() gives nullopt and putInstanceNoted() is putInstance().
+  virtual std::optional<Bytes> noteFor(const InstanceRecord& record) {
+    (void)record;
+    return std::nullopt;
+  }
+  virtual StatusOr<PutResult> putInstanceNoted(const InstanceRecord& record) { return putInstance(record); }
   virtual StatusOr<std::optional<InstanceLocation>> findInstance(const std::string& sop_uid) = 0;
   // Streams the matches of `query` to `emit`, which returns false to stop.
   virtual Status query(const Query& query, const std::function<bool(const QueryRow&)>& emit) = 0;

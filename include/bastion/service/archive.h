@@ -77,7 +77,7 @@ class StoreService {
                                 StoredUids* stored = nullptr);
   // Returns once every store begun before the call has finished (its audit
   // record appended, or failed): what the audit notes' settler waits for
-  // before it marks notes as settled (server/audit_notes.h).
+  // before it marks notes as settled (server/store_notes.h).
   void awaitEarlierStores();
 
  private:
@@ -105,10 +105,15 @@ class DeleteService {
   // index rows, so a crash in between leaves orphans for the start-up sweep,
   // never rows without objects.
   StatusOr<uint32_t> deleteStudy(const CallContext& ctx, const std::string& study_uid);
+  // Runs before the index rows go (the archive settles the notes of earlier
+  // stores, so that a crash never brings the removed instances back from
+  // them). By default the audit trail is synced.
+  void beforeDelete(std::function<Status()> fn) { before_delete_ = std::move(fn); }
 
  private:
   ArchiveDeps d_;
   int retention_days_;
+  std::function<Status()> before_delete_;
 };
 
 class QueryService {

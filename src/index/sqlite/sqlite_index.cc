@@ -121,6 +121,69 @@ StatusOr<std::unique_ptr<SqliteIndex>> SqliteIndex::open(const std::string& path
 
 StatusOr<PutResult> SqliteIndex::putInstance(const InstanceRecord& record) {
   Pending p{&record};
+  return submit(p);
+}
+
+StatusOr<PutResult> SqliteIndex::putInstanceNoted(const InstanceRecord& record) {
+  Pending p{&record, /*lazy=*/true};
+  return submit(p);
+}
+
+namespace {
+constexpr const char* kNoteVersion = "bastion-index-note-v1";
+}  // namespace
+
+std::optional<Bytes> SqliteIndex::noteFor(const InstanceRecord& r) {
+  return phi_.seal(std::string(kNoteVersion) + ":" + r.blob_id,
+                   {r.patient_id, r.patient_name, r.issuer_of_patient_id, r.patient_birth_date, r.patient_sex,
+                    r.other_patient_ids, r.study_uid, r.study_date, r.study_time, r.accession_number,
+                    r.referring_physician, r.study_description, r.study_id, r.requesting_physician, r.site,
+                    std::to_string(r.received), r.series_uid, r.modality, r.series_number, r.series_description,
+                    r.sop_uid, r.sop_class_uid, r.instance_number, r.transfer_syntax, r.specific_character_set,
+                    std::to_string(r.size), r.sha256_hex});
+}
+
+StatusOr<InstanceRecord> SqliteIndex::openNote(ByteView note, const std::string& blob_id) const {
+  ASSIGN_OR_RETURN(auto f, phi_.open(std::string(kNoteVersion) + ":" + blob_id, note));
+  if (f.size() != 27) return dataLoss("index note malformed");
+  InstanceRecord r;
+  size_t i = 0;
+  for (std::string* field : {&r.patient_id, &r.patient_name, &r.issuer_of_patient_id, &r.patient_birth_date,
+                             &r.patient_sex, &r.other_patient_ids, &r.study_uid, &r.study_date, &r.study_time,
+                             &r.accession_number, &r.referring_physician, &r.study_description, &r.study_id,
+                             &r.requesting_physician, &r.site})
+    *field = std::move(f[i++]);
+  r.received = std::strtoll(f[i++].c_str(), nullptr, 10);
+  for (std::string* field : {&r.series_uid, &r.modality, &r.series_number, &r.series_description, &r.sop_uid,
+                             &r.sop_class_uid, &r.instance_number, &r.transfer_syntax, &r.specific_character_set})
+    *field = std::move(f[i++]);
+  r.size = std::strtoull(f[i++].c_str(), nullptr, 10);
+  r.sha256_hex = std::move(f[i++]);
+  r.blob_id = blob_id;
+  return r;
+}
+
+Status SqliteIndex::useLazySync(bool lazy) {
+  if (lazy == lazy_sync_) return okStatus();
+  RETURN_IF_ERROR(writer_->exec(lazy ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL"));
+  lazy_sync_ = lazy;
+  return okStatus();
+}
+
+Status SqliteIndex::sync() {
+  // Through SQLite's own handles of the WAL and the database: a descriptor
+  // opened and closed here would drop this process's POSIX locks on the file.
+  return writes_.exclusive([&]() -> Status {
+    for (const int op : {SQLITE_FCNTL_JOURNAL_POINTER, SQLITE_FCNTL_FILE_POINTER}) {
+      sqlite3_file* file = nullptr;
+      if (sqlite3_file_control(writer_->raw(), "main", op, &file) != SQLITE_OK || !file || !file->pMethods) continue;
+      if (file->pMethods->xSync(file, SQLITE_SYNC_NORMAL) != SQLITE_OK) return internalError("cannot sync the index");
+    }
+    return okStatus();
+  });
+}
+
+StatusOr<PutResult> SqliteIndex::submit(Pending& p) {
   writes_.submit(p, [this](std::vector<Pending*>& batch) {
     try {
       commitBatch(batch);
@@ -135,7 +198,10 @@ StatusOr<PutResult> SqliteIndex::putInstance(const InstanceRecord& record) {
 void SqliteIndex::commitBatch(std::vector<Pending*>& batch) {
   // Only the batch's leader touches writer_ here (GroupCommit). Results are
   // published once COMMIT succeeded; until then each stays "not committed".
-  Status s = writer_->exec("BEGIN IMMEDIATE");
+  bool lazy = true;
+  for (const Pending* p : batch) lazy = lazy && p->lazy;
+  Status s = useLazySync(lazy);
+  if (s.ok()) s = writer_->exec("BEGIN IMMEDIATE");
   if (!s.ok()) {
     for (Pending* p : batch) p->result = s;
     return;
@@ -711,7 +777,12 @@ Status SqliteIndex::remove(const std::string& ae) {
   });
 }
 
-Status SqliteIndex::withWriter(const std::function<Status()>& fn) { return writes_.exclusive(fn); }
+Status SqliteIndex::withWriter(const std::function<Status()>& fn) {
+  return writes_.exclusive([&]() -> Status {
+    RETURN_IF_ERROR(useLazySync(false));  // everything but noted instances commits synced
+    return fn();
+  });
+}
 
 StatusOr<std::vector<DicomNode>> SqliteIndex::list() {
   std::lock_guard lock(read_mu_);

@@ -20,6 +20,12 @@ class SqliteIndex final : public Index, public NodeRegistry {
                                                      Random& random);
 
   StatusOr<PutResult> putInstance(const InstanceRecord& record) override;
+  std::optional<Bytes> noteFor(const InstanceRecord& record) override;
+  StatusOr<PutResult> putInstanceNoted(const InstanceRecord& record) override;
+  // The record a note of the object `blob_id` holds; kDataLoss if it does not open.
+  StatusOr<InstanceRecord> openNote(ByteView note, const std::string& blob_id) const;
+  // Syncs the index's files: every row committed so far is durable.
+  Status sync();
   StatusOr<std::optional<InstanceLocation>> findInstance(const std::string& sop_uid) override;
   Status query(const Query& query, const std::function<bool(const QueryRow&)>& emit) override;
   StatusOr<std::vector<InstanceLocation>> instancesFor(const Query& query) override;
@@ -43,11 +49,16 @@ class SqliteIndex final : public Index, public NodeRegistry {
  private:
   struct Pending {
     const InstanceRecord* record;
+    bool lazy = false;  // may commit without a sync (a note keeps it)
     StatusOr<PutResult> result = internalError("not committed");
   };
   SqliteIndex(std::unique_ptr<Db> writer, std::unique_ptr<Db> reader, const Keyring& keyring, Random& random)
       : writer_(std::move(writer)), reader_(std::move(reader)), phi_(keyring, random) {}
   void commitBatch(std::vector<Pending*>& batch);
+  StatusOr<PutResult> submit(Pending& p);
+  // PRAGMA synchronous for the writer's next commits: NORMAL or FULL. Inside writes_.
+  Status useLazySync(bool lazy);
+  bool lazy_sync_ = false;  // writer_ only
   StatusOr<PutResult> insertOne(const InstanceRecord& r);
   StatusOr<int64_t> upsertPatient(const InstanceRecord& r);
   // pk of the row `sql` finds for `uid` (0 if none); kInvalidArgument with
