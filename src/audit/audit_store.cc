@@ -126,7 +126,7 @@ Status AuditStore::setNoteMarks(const std::map<uint32_t, uint64_t>& ends, int64_
   if (ends.empty()) return okStatus();
   return group_.exclusive([&]() -> Status {
     Db& db = *writer_db_;
-    RETURN_IF_ERROR(useLazySync(true));
+    RETURN_IF_ERROR(writer_db_->setLazySync(true));
     RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
     Status s = [&]() -> Status {
       ASSIGN_OR_RETURN(Stmt up, db.prepare("INSERT INTO note_mark(pack, offset, seq) VALUES (?, ?, ?) "
@@ -148,28 +148,12 @@ Status AuditStore::sync() {
   // Through SQLite's own handles of the WAL and the database (which SQLite
   // syncs after a checkpoint): a descriptor opened and closed here would drop
   // every POSIX lock this process holds on the file.
-  RETURN_IF_ERROR(group_.exclusive([&]() -> Status {
-    for (const int op : {SQLITE_FCNTL_JOURNAL_POINTER, SQLITE_FCNTL_FILE_POINTER}) {
-      sqlite3_file* file = nullptr;
-      if (sqlite3_file_control(writer_db_->raw(), "main", op, &file) != SQLITE_OK || !file || !file->pMethods)
-        continue;  // no WAL open: nothing was written through it
-      if (file->pMethods->xSync(file, SQLITE_SYNC_NORMAL) != SQLITE_OK)
-        return internalError("cannot sync the audit trail " + path_);
-    }
-    return okStatus();
-  }));
+  RETURN_IF_ERROR(group_.exclusive([&] { return writer_db_->syncFiles(); }));
   int64_t seen = durable_seq_.load();
   while (seen < head && !durable_seq_.compare_exchange_weak(seen, head)) {
   }
   std::lock_guard callback(callback_mu_);
   if (on_commit_) on_commit_(head);
-  return okStatus();
-}
-
-Status AuditStore::useLazySync(bool lazy) {
-  if (lazy == lazy_sync_) return okStatus();
-  RETURN_IF_ERROR(writer_db_->exec(lazy ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL"));
-  lazy_sync_ = lazy;
   return okStatus();
 }
 
@@ -189,7 +173,7 @@ Status AuditStore::submit(Pending& p) {
       throw;
     }
     for (Pending* b : batch) b->status = s;
-    if (s.ok() && !lazy_sync_) {  // synced: every record up to the new head is durable
+    if (s.ok() && !writer_db_->lazySync()) {  // synced: every record up to the new head is durable
       int64_t seen = durable_seq_.load();
       while (seen < new_head && !durable_seq_.compare_exchange_weak(seen, new_head)) {
       }
@@ -224,7 +208,7 @@ void AuditStore::checkpointLoop() {
 
 Status AuditStore::checkpointNow(bool force) {
   Db& db = *writer_db_;
-  RETURN_IF_ERROR(useLazySync(false));  // the closing checkpoint makes every record durable
+  RETURN_IF_ERROR(writer_db_->setLazySync(false));  // the closing checkpoint makes every record durable
   RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
   Status s = checkpointIfDue(db, force);
   if (s.ok()) s = db.exec("COMMIT");
@@ -264,7 +248,7 @@ Status AuditStore::commitBatch(const std::vector<Pending*>& batch, int64_t& new_
   Db& db = *writer_db_;
   bool lazy = true;
   for (const Pending* p : batch) lazy = lazy && p->lazy;
-  RETURN_IF_ERROR(useLazySync(lazy));
+  RETURN_IF_ERROR(writer_db_->setLazySync(lazy));
   RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
   auto work = [&]() -> Status {
     ASSIGN_OR_RETURN(auto h, chainHead(db));

@@ -113,9 +113,6 @@ class AuditStore final : public AuditLog {
     Status status = unavailable("audit record not committed");
   };
   Status submit(Pending& p);
-  // PRAGMA synchronous for the next commits: NORMAL (no sync) or FULL. Inside group_.
-  Status useLazySync(bool lazy);
-  bool lazy_sync_ = false;  // writer connection only
   // True if a record like `e` (time, action, study, actor, source, detail as a prefix) follows `after_seq`.
   StatusOr<bool> hasRecordLike(index::Db& db, const AuditEvent& e, int64_t after_seq);
   AuditStore(std::string path, std::unique_ptr<index::Db> writer, std::unique_ptr<index::Db> reader,

@@ -111,6 +111,23 @@ Db::~Db() {
   sqlite3_close(db_);
 }
 
+Status Db::setLazySync(bool lazy) {
+  if (lazy == lazy_sync_) return okStatus();
+  RETURN_IF_ERROR(exec(lazy ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL"));
+  lazy_sync_ = lazy;
+  return okStatus();
+}
+
+Status Db::syncFiles() {
+  for (const int op : {SQLITE_FCNTL_JOURNAL_POINTER, SQLITE_FCNTL_FILE_POINTER}) {
+    sqlite3_file* file = nullptr;
+    if (sqlite3_file_control(db_, "main", op, &file) != SQLITE_OK || !file || !file->pMethods)
+      continue;  // no WAL open: nothing was written through it
+    if (file->pMethods->xSync(file, SQLITE_SYNC_NORMAL) != SQLITE_OK) return sqliteError(db_, "sqlite sync");
+  }
+  return okStatus();
+}
+
 Status Db::exec(const std::string& sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {

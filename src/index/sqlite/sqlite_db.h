@@ -55,6 +55,14 @@ class Db {
   // A cached prepared statement for `sql` (reset, bindings cleared).
   StatusOr<Stmt> prepare(const std::string& sql);
   Status exec(const std::string& sql);
+  // PRAGMA synchronous for the next commits: NORMAL (`lazy`: no sync at
+  // commit in WAL mode) or FULL, the default. Changed only when it differs.
+  Status setLazySync(bool lazy);
+  bool lazySync() const { return lazy_sync_; }
+  // Syncs what this connection wrote (its WAL, and the database, which a
+  // checkpoint writes) through SQLite's own file handles: a descriptor
+  // opened and closed elsewhere would drop this process's POSIX locks.
+  Status syncFiles();
   sqlite3* raw() { return db_; }
   int64_t lastInsertId() { return sqlite3_last_insert_rowid(db_); }
 
@@ -62,6 +70,7 @@ class Db {
   explicit Db(sqlite3* db) : db_(db) {}
   Status migrate(std::span<const Migration> migrations);
   sqlite3* db_;
+  bool lazy_sync_ = false;  // PRAGMA synchronous=NORMAL in force
   std::map<std::string, sqlite3_stmt*> cache_;
 };
 

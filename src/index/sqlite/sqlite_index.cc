@@ -163,24 +163,8 @@ StatusOr<InstanceRecord> SqliteIndex::openNote(ByteView note, const std::string&
   return r;
 }
 
-Status SqliteIndex::useLazySync(bool lazy) {
-  if (lazy == lazy_sync_) return okStatus();
-  RETURN_IF_ERROR(writer_->exec(lazy ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL"));
-  lazy_sync_ = lazy;
-  return okStatus();
-}
-
 Status SqliteIndex::sync() {
-  // Through SQLite's own handles of the WAL and the database: a descriptor
-  // opened and closed here would drop this process's POSIX locks on the file.
-  return writes_.exclusive([&]() -> Status {
-    for (const int op : {SQLITE_FCNTL_JOURNAL_POINTER, SQLITE_FCNTL_FILE_POINTER}) {
-      sqlite3_file* file = nullptr;
-      if (sqlite3_file_control(writer_->raw(), "main", op, &file) != SQLITE_OK || !file || !file->pMethods) continue;
-      if (file->pMethods->xSync(file, SQLITE_SYNC_NORMAL) != SQLITE_OK) return internalError("cannot sync the index");
-    }
-    return okStatus();
-  });
+  return writes_.exclusive([&] { return writer_->syncFiles(); });
 }
 
 StatusOr<PutResult> SqliteIndex::submit(Pending& p) {
@@ -200,7 +184,7 @@ void SqliteIndex::commitBatch(std::vector<Pending*>& batch) {
   // published once COMMIT succeeded; until then each stays "not committed".
   bool lazy = true;
   for (const Pending* p : batch) lazy = lazy && p->lazy;
-  Status s = useLazySync(lazy);
+  Status s = writer_->setLazySync(lazy);
   if (s.ok()) s = writer_->exec("BEGIN IMMEDIATE");
   if (!s.ok()) {
     for (Pending* p : batch) p->result = s;
@@ -779,7 +763,7 @@ Status SqliteIndex::remove(const std::string& ae) {
 
 Status SqliteIndex::withWriter(const std::function<Status()>& fn) {
   return writes_.exclusive([&]() -> Status {
-    RETURN_IF_ERROR(useLazySync(false));  // everything but noted instances commits synced
+    RETURN_IF_ERROR(writer_->setLazySync(false));  // everything but noted instances commits synced
     return fn();
   });
 }

@@ -56,9 +56,6 @@ class SqliteIndex final : public Index, public NodeRegistry {
       : writer_(std::move(writer)), reader_(std::move(reader)), phi_(keyring, random) {}
   void commitBatch(std::vector<Pending*>& batch);
   StatusOr<PutResult> submit(Pending& p);
-  // PRAGMA synchronous for the writer's next commits: NORMAL or FULL. Inside writes_.
-  Status useLazySync(bool lazy);
-  bool lazy_sync_ = false;  // writer_ only
   StatusOr<PutResult> insertOne(const InstanceRecord& r);
   StatusOr<int64_t> upsertPatient(const InstanceRecord& r);
   // pk of the row `sql` finds for `uid` (0 if none); kInvalidArgument with
