@@ -126,7 +126,7 @@ Status AuditStore::setNoteMarks(const std::map<uint32_t, uint64_t>& ends, int64_
   if (ends.empty()) return okStatus();
   return group_.exclusive([&]() -> Status {
     Db& db = *writer_db_;
-    RETURN_IF_ERROR(writer_db_->setLazySync(true));
+    RETURN_IF_ERROR(db.setLazySync(true));
     RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
     Status s = [&]() -> Status {
       ASSIGN_OR_RETURN(Stmt up, db.prepare("INSERT INTO note_mark(pack, offset, seq) VALUES (?, ?, ?) "
@@ -143,15 +143,19 @@ Status AuditStore::setNoteMarks(const std::map<uint32_t, uint64_t>& ends, int64_
   });
 }
 
+void AuditStore::advanceDurableSeq(int64_t seq) {
+  int64_t seen = durable_seq_.load();
+  while (seen < seq && !durable_seq_.compare_exchange_weak(seen, seq)) {
+  }
+}
+
 Status AuditStore::sync() {
   ASSIGN_OR_RETURN(int64_t head, lastSeq());  // committed before the syncs below begin
   // Through SQLite's own handles of the WAL and the database (which SQLite
   // syncs after a checkpoint): a descriptor opened and closed here would drop
   // every POSIX lock this process holds on the file.
   RETURN_IF_ERROR(group_.exclusive([&] { return writer_db_->syncFiles(); }));
-  int64_t seen = durable_seq_.load();
-  while (seen < head && !durable_seq_.compare_exchange_weak(seen, head)) {
-  }
+  advanceDurableSeq(head);
   std::lock_guard callback(callback_mu_);
   if (on_commit_) on_commit_(head);
   return okStatus();
@@ -174,9 +178,7 @@ Status AuditStore::submit(Pending& p) {
     }
     for (Pending* b : batch) b->status = s;
     if (s.ok() && !writer_db_->lazySync()) {  // synced: every record up to the new head is durable
-      int64_t seen = durable_seq_.load();
-      while (seen < new_head && !durable_seq_.compare_exchange_weak(seen, new_head)) {
-      }
+      advanceDurableSeq(new_head);
       std::lock_guard callback(callback_mu_);
       if (on_commit_) on_commit_(new_head);
     }

@@ -131,7 +131,8 @@ class AuditStore final : public AuditLog {
   bool tail_alerted_ = false;  // writer connection only
 
   const std::string path_;
-  std::atomic<int64_t> durable_seq_{0};
+  std::atomic<int64_t> durable_seq_{0};  // only grows: advanceDurableSeq()
+  void advanceDurableSeq(int64_t seq);
   std::unique_ptr<index::Db> writer_db_;  // inside group_ only
   std::unique_ptr<index::Db> reader_db_;  // guarded by read_mu_
   AuditKeys keys_;

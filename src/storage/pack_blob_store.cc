@@ -294,7 +294,7 @@ class PackBlobStore::Writer final : public BlobWriter {
   }
 
   bool attachNote(Bytes note) override {
-    if (done_ || note.empty() || note.size() > kMaxNote) return false;
+    if (done_ || note.empty() || note.size() > pack::kMaxNote) return false;
     note_ = std::move(note);
     return true;
   }
@@ -319,7 +319,6 @@ class PackBlobStore::Writer final : public BlobWriter {
   }
 
  private:
-  static constexpr size_t kMaxNote = 64 << 10;
   PackBlobStore& store_;
   const std::string id_;
   Bytes record_;  // header space, then the content
@@ -667,7 +666,7 @@ Status PackBlobStore::forEachNote(const std::map<uint32_t, uint64_t>& from, std:
     Status s = end.status();
     for (size_t i = 0; s.ok() && i < notes.size(); ++i) {
       const pack::Record& rec = notes[i];
-      if (rec.header.length > (64 << 10)) continue;  // no note is this long: damage
+      if (rec.header.length > pack::kMaxNote) continue;  // damage
       Note note{number, pack::idString(rec.header.id), Bytes(static_cast<size_t>(rec.header.length))};
       auto got = readAt(fd, rec.offset, note.body, "read note");
       if (!got.ok()) s = got.status();

@@ -40,6 +40,8 @@ constexpr size_t kHeaderSize = 48;
 // No record is longer than this (PackBlobStore keeps larger blobs in files of
 // their own); a header claiming more is damage.
 constexpr uint64_t kMaxContent = uint64_t{1} << 32;
+// No note is longer than this; a note header claiming more is damage.
+constexpr uint64_t kMaxNote = uint64_t{64} << 10;
 
 enum class Kind : uint8_t { kBlob = 1, kRemoved = 2, kNote = 3 };
 using RawId = std::array<uint8_t, 16>;
