@@ -59,13 +59,47 @@ StatusOr<PutResult> StoreService::store(const CallContext& ctx, const StoreReque
   return storeAudited(ctx, req, nullptr);
 }
 
+StoreService::Ingest::Ingest() = default;
+StoreService::Ingest::~Ingest() = default;
+
+void StoreService::Ingest::append(ByteView piece) {
+  if (!status_.ok()) return;
+  bytes_ += piece.size();
+  sha_->update(piece);
+  status_ = writer_->append(piece);
+}
+
+std::unique_ptr<StoreService::Ingest> StoreService::beginStore(const CallContext& ctx, const StoreRequest& head,
+                                                               uint64_t size_hint) {
+  if (!isValidUid(head.transfer_syntax) || !isValidUid(head.sop_class_uid) || !isValidUid(head.sop_instance_uid))
+    return nullptr;
+  if (!d_.policy.decide(ctx.principal, Action::kStore, {}, d_.clock.now()).allowed) return nullptr;
+  auto writer = d_.blobs.create();
+  if (!writer.ok()) return nullptr;
+  std::unique_ptr<Ingest> in(new Ingest());
+  in->meta_ = buildPart10(head.sop_class_uid, head.sop_instance_uid, head.transfer_syntax, d_.implementation_uid,
+                          d_.implementation_version, {});
+  in->sha_ = std::make_unique<crypto::Sha256>();
+  in->sha_->update(in->meta_);
+  in->writer_ = std::move(*writer);
+  in->writer_->expect(in->meta_.size() + std::min(size_hint, d_.limits.max_object_size));
+  in->status_ = in->writer_->append(in->meta_);
+  return in;
+}
+
+StatusOr<PutResult> StoreService::finishStore(const CallContext& ctx, const StoreRequest& req,
+                                              std::unique_ptr<Ingest> ingest) {
+  return storeAudited(ctx, req, nullptr, ingest.get());
+}
+
 void StoreService::awaitEarlierStores() {
   std::unique_lock lock(flight_mu_);
   const uint64_t before = ++epoch_;
   flight_cv_.wait(lock, [&] { return in_flight_.empty() || in_flight_.begin()->first >= before; });
 }
 
-StatusOr<PutResult> StoreService::storeAudited(const CallContext& ctx, const StoreRequest& req, StoredUids* stored) {
+StatusOr<PutResult> StoreService::storeAudited(const CallContext& ctx, const StoreRequest& req, StoredUids* stored,
+                                               Ingest* pre) {
   uint64_t epoch = 0;
   {
     std::lock_guard lock(flight_mu_);
@@ -89,7 +123,7 @@ StatusOr<PutResult> StoreService::storeAudited(const CallContext& ctx, const Sto
   e.instance_count = 1;
   e.rule = d.rule;
   bool noted = false;
-  auto result = d.allowed ? storeChecked(ctx, req, e, stored, noted)
+  auto result = d.allowed ? storeChecked(ctx, req, e, stored, noted, pre)
                           : StatusOr<PutResult>(permissionDenied("not permitted to store"));
   if (noted) {
     // Inserted, with this success record kept as a durable note next to the
@@ -129,7 +163,7 @@ StatusOr<PutResult> StoreService::storeFile(const CallContext& ctx, ByteView fil
 }
 
 StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const StoreRequest& req, AuditEvent& audit,
-                                               StoredUids* stored, bool& noted) {
+                                               StoredUids* stored, bool& noted, Ingest* pre) {
   if (req.dataset.size() > d_.limits.max_object_size) return resourceExhausted("object larger than the limit");
   if (!isValidUid(req.transfer_syntax)) return invalidArgument("invalid transfer syntax UID");
   ASSIGN_OR_RETURN(dicom::Encoding enc, dicom::encodingOf(req.transfer_syntax));
@@ -182,10 +216,18 @@ StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const Sto
 
   const Bytes meta = buildPart10(r.sop_class_uid, r.sop_uid, r.transfer_syntax, d_.implementation_uid,
                                  d_.implementation_version, {});
-  crypto::Sha256 sha;
-  sha.update(meta);
-  sha.update(req.dataset);
-  const auto digest = sha.finish();
+  // What arrived through `pre` counts only if it is exactly this object.
+  const bool streamed =
+      pre && pre->status_.ok() && pre->writer_ && pre->bytes_ == req.dataset.size() && pre->meta_ == meta;
+  crypto::Digest digest;
+  if (streamed) {
+    digest = pre->sha_->finish();
+  } else {
+    crypto::Sha256 sha;
+    sha.update(meta);
+    sha.update(req.dataset);
+    digest = sha.finish();
+  }
   r.sha256_hex = toHex(digest);
   r.size = meta.size() + req.dataset.size();
 
@@ -196,7 +238,12 @@ StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const Sto
     return alreadyExists("SOP Instance UID already stored with different content; not overwritten");
   }
 
-  ASSIGN_OR_RETURN(auto writer, d_.blobs.create());
+  std::unique_ptr<BlobWriter> writer;
+  if (streamed) {
+    writer = std::move(pre->writer_);
+  } else {
+    ASSIGN_OR_RETURN(writer, d_.blobs.create());
+  }
   audit.time = d_.clock.now();
   audit.outcome = "success";  // what the note says; it counts only if the instance is inserted
   audit.detail = "object " + writer->id();  // names this store's record uniquely (recovery looks for it)
@@ -205,9 +252,11 @@ StatusOr<PutResult> StoreService::storeChecked(const CallContext& ctx, const Sto
   const bool with_note =
       (index_note || audit_note) &&
       writer->attachNote(encodeStoreNote({index_note.value_or(Bytes()), audit_note.value_or(Bytes())}));
-  writer->expect(meta.size() + req.dataset.size());
-  RETURN_IF_ERROR(writer->append(meta));
-  RETURN_IF_ERROR(writer->append(req.dataset));
+  if (!streamed) {
+    writer->expect(meta.size() + req.dataset.size());
+    RETURN_IF_ERROR(writer->append(meta));
+    RETURN_IF_ERROR(writer->append(req.dataset));
+  }
   RETURN_IF_ERROR(writer->commit());
   auto put = with_note && index_note ? d_.index.putInstanceNoted(r) : d_.index.putInstance(r);
   if (!put.ok() || *put == PutResult::kAlreadyStored) (void)d_.blobs.remove(r.blob_id);  // its note then counts for nothing

@@ -271,13 +271,16 @@ class PackBlobStore::Pack {
 };
 
 class PackBlobStore::Writer final : public BlobWriter {
+  // Room kept for a note attached after expect(): store notes are ~1 KB.
+  static constexpr size_t kNoteRoom = 4096;
+
  public:
   Writer(PackBlobStore& store, std::string id) : store_(store), id_(std::move(id)), record_(pack::kHeaderSize) {}
   const std::string& id() const override { return id_; }
 
   void expect(uint64_t bytes) override {
     if (!file_ && record_.size() - pack::kHeaderSize + bytes <= store_.options_.inline_max)
-      record_.reserve(record_.size() + bytes + (note_.empty() ? 0 : pack::kHeaderSize + note_.size()));
+      record_.reserve(record_.size() + bytes + pack::kHeaderSize + (note_.empty() ? kNoteRoom : note_.size()));
   }
 
   Status append(ByteView data) override {

@@ -1,10 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
 #include "bastion/service/archive.h"
 #include "bastion/service/verify.h"
+#include "crypto/aead.h"
 #include "crypto/encrypting_blob_store.h"
 #include "dicom/parse/dicom_scanner.h"
 #include "index/sqlite/sqlite_index.h"
@@ -87,6 +89,104 @@ TEST_F(StoreServiceTest, DuplicateIdenticalIsIdempotentDifferentIsRefused) {
   EXPECT_EQ(put(b).status().code(), StatusCode::kAlreadyExists);
   EXPECT_EQ(raw_.count(), 1u);
   EXPECT_EQ(audit_.events.back().outcome, "failure");
+}
+
+// DIMSE hands the data set over in pieces as they arrive (beginStore, then
+// finishStore with the whole): the object stored is the same as store()'s.
+constexpr const char* kCtImage = "1.2.840.10008.5.1.4.1.1.2";
+
+void feed(StoreService::Ingest& in, const Bytes& ds, size_t piece) {
+  for (size_t at = 0; at < ds.size(); at += piece) in.append(ByteView(ds).subspan(at, std::min(piece, ds.size() - at)));
+}
+
+TEST_F(StoreServiceTest, IngestedPieceByPieceStoresTheSameObject) {
+  const Bytes ds = makeInstance("P1", "DOE^J", "1.2.3", "1.2.3.1", "1.2.3.1.7");
+  CallContext ctx = testing::nodeContext("MOD", kPermStore);
+  auto in = store_->beginStore(ctx, {kTs, kCtImage, "1.2.3.1.7", {}, ""}, 100);
+  ASSERT_NE(in, nullptr);
+  feed(*in, ds, 7);
+  EXPECT_EQ(raw_.count(), 0u);  // nothing is written before finishStore
+  auto r = store_->finishStore(ctx, {kTs, kCtImage, "1.2.3.1.7", ds, ""}, std::move(in));
+  ASSERT_TRUE(r.ok()) << r.status().toString();
+  EXPECT_EQ(*r, PutResult::kInserted);
+  EXPECT_EQ(raw_.count(), 1u);
+  auto loc = index_->findInstance("1.2.3.1.7");
+  ASSERT_TRUE(loc.ok() && loc->has_value());
+  auto bytes = retrieve_->read(**loc);
+  ASSERT_TRUE(bytes.ok());
+  auto p10 = dicom::parsePart10(*bytes);
+  ASSERT_TRUE(p10.ok());
+  EXPECT_EQ(Bytes(bytes->begin() + static_cast<long>(p10->dataset_offset), bytes->end()), ds);
+  EXPECT_EQ((*loc)->sha256_hex, toHex(crypto::sha256(*bytes)));  // the digest taken piece by piece
+  EXPECT_EQ((*loc)->size, bytes->size());
+  ASSERT_EQ(audit_.events.size(), 1u);
+  EXPECT_EQ(audit_.events[0].outcome, "success");
+  // The same object again, this time through store(): identical, so idempotent.
+  auto again = put(ds);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, PutResult::kAlreadyStored);
+}
+
+TEST_F(StoreServiceTest, AnIngestThatMissedPiecesIsNotUsed) {
+  const Bytes ds = makeInstance("P1", "DOE^J", "1.2.3", "1.2.3.1", "1.2.3.1.8");
+  CallContext ctx = testing::nodeContext("MOD", kPermStore);
+  auto in = store_->beginStore(ctx, {kTs, kCtImage, "1.2.3.1.8", {}, ""}, 0);
+  ASSERT_NE(in, nullptr);
+  in->append(ByteView(ds).first(ds.size() / 2));  // the rest never went through it
+  auto r = store_->finishStore(ctx, {kTs, kCtImage, "1.2.3.1.8", ds, ""}, std::move(in));
+  ASSERT_TRUE(r.ok()) << r.status().toString();
+  auto loc = index_->findInstance("1.2.3.1.8");
+  ASSERT_TRUE(loc.ok() && loc->has_value());
+  auto bytes = retrieve_->read(**loc);
+  ASSERT_TRUE(bytes.ok());
+  auto p10 = dicom::parsePart10(*bytes);
+  ASSERT_TRUE(p10.ok());
+  EXPECT_EQ(Bytes(bytes->begin() + static_cast<long>(p10->dataset_offset), bytes->end()), ds);
+  EXPECT_EQ((*loc)->sha256_hex, toHex(crypto::sha256(*bytes)));
+  EXPECT_EQ(raw_.count(), 1u);  // the half-written object went nowhere
+}
+
+TEST_F(StoreServiceTest, AnIngestIsValidatedLikeAStore) {
+  CallContext ctx = testing::nodeContext("MOD", kPermStore);
+  // The command names another instance than the data set carries.
+  const Bytes ds = makeInstance("P1", "DOE^J", "1.2.3", "1.2.3.1", "1.2.3.1.9");
+  auto in = store_->beginStore(ctx, {kTs, kCtImage, "1.2.3.1.99", {}, ""}, 0);
+  ASSERT_NE(in, nullptr);
+  feed(*in, ds, 64);
+  auto r = store_->finishStore(ctx, {kTs, kCtImage, "1.2.3.1.99", ds, ""}, std::move(in));
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  // A truncated data set.
+  in = store_->beginStore(ctx, {kTs, kCtImage, "1.2.3.1.9", {}, ""}, 0);
+  ASSERT_NE(in, nullptr);
+  const Bytes cut(ds.begin(), ds.end() - 100);
+  feed(*in, cut, 64);
+  r = store_->finishStore(ctx, {kTs, kCtImage, "1.2.3.1.9", cut, ""}, std::move(in));
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  // Begun, then dropped (the association went away).
+  in = store_->beginStore(ctx, {kTs, kCtImage, "1.2.3.1.9", {}, ""}, 0);
+  ASSERT_NE(in, nullptr);
+  feed(*in, ds, 64);
+  in.reset();
+  EXPECT_EQ(raw_.count(), 0u);
+  EXPECT_EQ(*index_->instanceCount(), 0u);
+  ASSERT_EQ(audit_.events.size(), 2u);
+  EXPECT_EQ(audit_.events[0].outcome, "failure");
+  EXPECT_EQ(audit_.events[1].outcome, "failure");
+}
+
+TEST_F(StoreServiceTest, NoIngestForCallersWhoMayNotStoreOrForBadUids) {
+  CallContext echo_only = testing::nodeContext("MOD", kPermEcho);
+  EXPECT_EQ(store_->beginStore(echo_only, {kTs, kCtImage, "1.2.3.1.1", {}, ""}, 0), nullptr);
+  CallContext ctx = testing::nodeContext("MOD", kPermStore);
+  EXPECT_EQ(store_->beginStore(ctx, {kTs, kCtImage, "../../etc", {}, ""}, 0), nullptr);
+  EXPECT_EQ(store_->beginStore(ctx, {"", kCtImage, "1.2.3.1.1", {}, ""}, 0), nullptr);
+  // Without one, finishStore still does the whole store, and refuses and audits.
+  const Bytes ds = makeInstance("P1", "DOE^J", "1.2.3", "1.2.3.1", "1.2.3.1.1");
+  auto r = store_->finishStore(echo_only, {kTs, kCtImage, "1.2.3.1.1", ds, ""}, nullptr);
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  ASSERT_EQ(audit_.events.size(), 1u);
+  EXPECT_EQ(audit_.events[0].outcome, "denied");
+  EXPECT_EQ(raw_.count(), 0u);
 }
 
 TEST_F(StoreServiceTest, RejectsHostileUids) {

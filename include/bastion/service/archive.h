@@ -21,6 +21,9 @@
 #include "bastion/storage/blob_store.h"
 
 namespace bastion {
+namespace crypto {
+class Sha256;
+}
 
 // Who is calling, established by the front-end's authentication.
 struct CallContext {
@@ -75,6 +78,37 @@ class StoreService {
   };
   StatusOr<PutResult> storeFile(const CallContext& ctx, ByteView file, const std::string& required_study_uid = "",
                                 StoredUids* stored = nullptr);
+  // A store whose data set arrives in pieces (DIMSE P-DATA): the digest and
+  // the encryption run while the pieces arrive, overlapping the transfer, so
+  // that little is left to do after the last one. Nothing reaches the disk
+  // before finishStore(); an Ingest dropped unfinished leaves nothing behind.
+  class Ingest {
+   public:
+    ~Ingest();
+    Ingest(const Ingest&) = delete;
+    Ingest& operator=(const Ingest&) = delete;
+    // The next piece of the data set, in order. After a failure (kept for
+    // finishStore, which then does the work itself) pieces are ignored.
+    void append(ByteView piece);
+
+   private:
+    friend class StoreService;
+    Ingest();
+    Bytes meta_;  // the Part-10 header built from the request's UIDs
+    std::unique_ptr<crypto::Sha256> sha_;
+    std::unique_ptr<BlobWriter> writer_;
+    uint64_t bytes_ = 0;
+    Status status_;
+  };
+  // `head` carries the request's transfer syntax and UIDs (its data set is
+  // ignored); `size_hint` is a guess of the data set's size. Null when the
+  // caller may not store or the UIDs are unusable: then use store().
+  std::unique_ptr<Ingest> beginStore(const CallContext& ctx, const StoreRequest& head, uint64_t size_hint);
+  // store() for a data set whose pieces went through `ingest` (which may be
+  // null): `req.dataset` must be those very bytes. The whole data set is
+  // validated exactly as by store(); the work done while it arrived is used
+  // only if it matches (same Part-10 header, same length, no failure).
+  StatusOr<PutResult> finishStore(const CallContext& ctx, const StoreRequest& req, std::unique_ptr<Ingest> ingest);
   // Returns once every store begun before the call has finished (its audit
   // record appended, or failed): what the audit notes' settler waits for
   // before it marks notes as settled (server/store_notes.h).
@@ -84,9 +118,11 @@ class StoreService {
   // Fills the study and patient of `audit` as soon as they are known. Sets
   // `noted` if the instance was inserted with `audit` (as its success record)
   // kept as a durable note with the object (AuditLog::noteFor).
+  // `pre`, if given, is the work of an Ingest over `req.dataset`.
   StatusOr<PutResult> storeChecked(const CallContext& ctx, const StoreRequest& req, AuditEvent& audit,
-                                   StoredUids* stored, bool& noted);
-  StatusOr<PutResult> storeAudited(const CallContext& ctx, const StoreRequest& req, StoredUids* stored);
+                                   StoredUids* stored, bool& noted, Ingest* pre);
+  StatusOr<PutResult> storeAudited(const CallContext& ctx, const StoreRequest& req, StoredUids* stored,
+                                   Ingest* pre = nullptr);
   ArchiveDeps d_;
   // Stores in progress by epoch (awaitEarlierStores() starts a new one).
   std::mutex flight_mu_;

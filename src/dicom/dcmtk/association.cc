@@ -146,8 +146,12 @@ class Session {
 
   // Receives the data set that follows a command into memory (bounded).
   // Returns false if the association must be aborted.
-  bool receiveData(T_ASC_PresentationContextID pres, uint64_t cap, Bytes& out, bool& overflow) {
-    MemoryOutputStream stream(cap, out);
+  // Each piece also goes to `ingest`, if given, as it arrives.
+  bool receiveData(T_ASC_PresentationContextID pres, uint64_t cap, Bytes& out, bool& overflow,
+                   StoreService::Ingest* ingest = nullptr) {
+    MemorySink::Tap tap;
+    if (ingest) tap = [ingest](ByteView piece) { ingest->append(piece); };
+    MemoryOutputStream stream(cap, out, std::move(tap));
     T_ASC_PresentationContextID data_pres = pres;
     OFCondition c =
         DIMSE_receiveDataSetInFile(assoc_, DIMSE_NONBLOCKING, cfg_.idle_timeout_s, &data_pres, &stream, nullptr, nullptr);
@@ -163,7 +167,6 @@ class Session {
     return true;
   }
 
-
   bool store(T_ASC_PresentationContextID pres, T_DIMSE_C_StoreRQ& rq) {
     T_DIMSE_C_StoreRSP rsp{};
     rsp.MessageIDBeingRespondedTo = rq.MessageID;
@@ -176,7 +179,12 @@ class Session {
     } else {
       Bytes& data = recv_;  // reused across C-STOREs of this association
       bool overflow = false;
-      if (!receiveData(pres, cfg_.limits.max_object_size, data, overflow)) return false;
+      std::string abstract;
+      const std::string ts = acceptedSyntax(assoc_, pres, &abstract);
+      // Digest and encryption run while the data set arrives.
+      auto ingest =
+          s_.store.beginStore(ctx_, {ts, rq.AffectedSOPClassUID, rq.AffectedSOPInstanceUID, {}, ""}, last_size_);
+      if (!receiveData(pres, cfg_.limits.max_object_size, data, overflow, ingest.get())) return false;
       Status s;
       if (overflow) {
         s = resourceExhausted("object larger than the limit");
@@ -186,10 +194,10 @@ class Session {
         e.detail = s.toString();
         (void)s_.audit.append(e);
       } else {
-        std::string abstract;
-        const std::string ts = acceptedSyntax(assoc_, pres, &abstract);
-        auto r = s_.store.store(ctx_, {ts, rq.AffectedSOPClassUID, rq.AffectedSOPInstanceUID, data, ""});
+        auto r = s_.store.finishStore(ctx_, {ts, rq.AffectedSOPClassUID, rq.AffectedSOPInstanceUID, data, ""},
+                                      std::move(ingest));
         s = r.status();
+        last_size_ = data.size();
       }
       rsp.DimseStatus = storeStatusFor(s);
       if (data.capacity() > kKeepBuffer) Bytes().swap(data);  // do not hold a huge buffer for the session
@@ -444,6 +452,7 @@ class Session {
   ScanLimits scan_limits_;
   static constexpr size_t kKeepBuffer = 64u << 20;
   Bytes recv_;                   // receive buffer, reused across C-STOREs
+  uint64_t last_size_ = 0;       // of the last data set stored: the guess for the next one
   std::string move_originator_;  // set while C-MOVE sub-operations run
   uint16_t move_originator_id_ = 0;
 };

@@ -16,6 +16,7 @@ offile_off_t MemorySink::write(const void* buf, offile_off_t len) {
   } else {
     const auto* p = static_cast<const uint8_t*>(buf);
     bytes_.insert(bytes_.end(), p, p + n);
+    if (tap_) tap_(ByteView(p, n));
   }
   return len;
 }

@@ -5,6 +5,7 @@
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcostrma.h>
 
+#include <functional>
 #include <memory>
 
 #include "bastion/common/bytes.h"
@@ -16,10 +17,14 @@ namespace bastion::dicom {
 // A DcmOutputStream that collects a received data set into the caller's
 // buffer (cleared first, capacity kept, so a session reuses its memory), up
 // to `cap` bytes; beyond that it keeps accepting (so the DIMSE exchange can
-// end with a proper failure status) but discards and flags overflow.
+// end with a proper failure status) but discards and flags overflow. Each
+// piece kept is also shown to `tap`, if given, as it arrives.
 class MemorySink : public DcmConsumer {
  public:
-  MemorySink(uint64_t cap, Bytes& buffer) : cap_(cap), bytes_(buffer) { bytes_.clear(); }
+  using Tap = std::function<void(ByteView)>;
+  MemorySink(uint64_t cap, Bytes& buffer, Tap tap = nullptr) : cap_(cap), bytes_(buffer), tap_(std::move(tap)) {
+    bytes_.clear();
+  }
   OFBool good() const override { return OFTrue; }
   OFCondition status() const override { return EC_Normal; }
   OFBool isFlushed() const override { return OFTrue; }
@@ -32,16 +37,18 @@ class MemorySink : public DcmConsumer {
   uint64_t cap_;
   bool overflowed_ = false;
   Bytes& bytes_;
+  Tap tap_;
 };
 
 struct MemorySinkHolder {
-  MemorySinkHolder(uint64_t cap, Bytes& buffer) : sink(cap, buffer) {}
+  MemorySinkHolder(uint64_t cap, Bytes& buffer, MemorySink::Tap tap) : sink(cap, buffer, std::move(tap)) {}
   MemorySink sink;
 };
 
 class MemoryOutputStream : private MemorySinkHolder, public DcmOutputStream {
  public:
-  MemoryOutputStream(uint64_t cap, Bytes& buffer) : MemorySinkHolder(cap, buffer), DcmOutputStream(&sink) {}
+  MemoryOutputStream(uint64_t cap, Bytes& buffer, MemorySink::Tap tap = nullptr)
+      : MemorySinkHolder(cap, buffer, std::move(tap)), DcmOutputStream(&sink) {}
   bool overflowed() const { return sink.overflowed(); }
 };
 
