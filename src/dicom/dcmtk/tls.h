@@ -12,13 +12,12 @@
 
 namespace bastion::dicom {
 
-
-
 // The server's transport layer. DCMTK takes an accepted socket from the
 // process-wide dcmExternalSocketHandle; it reads that global just before it
 // calls createConnection(), and the TLS handshake and the A-ASSOCIATE-RQ
 // follow. This layer runs a per-thread hook at that moment, so the server can
 // hold a lock only for the hand-off and let handshakes run concurrently.
+// Its TLS connections read ahead (up to 64 kB per read(), several records).
 class HandoffTlsLayer : public DcmTLSTransportLayer {
  public:
   using DcmTLSTransportLayer::DcmTLSTransportLayer;
