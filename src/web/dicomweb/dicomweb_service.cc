@@ -432,7 +432,10 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
       }
       return {s.ok(), std::move(item)};
     });
+    // The next part is probably as large: one allocation instead of doublings and their copies.
+    const size_t next = std::min<uint64_t>(part.size(), cfg_.max_object_size);
     part = Bytes();
+    part.reserve(next);
     oversize = false;
     return okStatus();
   };
