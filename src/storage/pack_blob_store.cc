@@ -40,6 +40,24 @@ StatusOr<pack::Kind> recordKind(int fd, uint64_t content_at, uint64_t length, co
   return h->kind;
 }
 
+// Removes the record whose header is at `at`: its header says removed (the
+// same length), its content becomes a hole (zeros where the filesystem has
+// no holes). Not synced.
+Status removeRecord(int fd, uint64_t at, const pack::Header& h) {
+  const auto header = pack::encode(pack::Header{pack::Kind::kRemoved, h.length, h.id});
+  Status s = pwriteAll(fd, header.data(), header.size(), at);
+  const uint64_t content = at + pack::kHeaderSize;
+  if (s.ok() && h.length > 0 &&
+      ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(content),
+                  static_cast<off_t>(h.length)) != 0) {
+    const Bytes zeros(static_cast<size_t>(std::min<uint64_t>(h.length, 1 << 20)), 0);
+    for (uint64_t done = 0; s.ok() && done < h.length; done += zeros.size())
+      s = pwriteAll(fd, zeros.data(), static_cast<size_t>(std::min<uint64_t>(zeros.size(), h.length - done)),
+                    content + done);
+  }
+  return s;
+}
+
 // "<8 hex digits>.pack" -> its number.
 std::optional<uint32_t> packNumber(const std::string& name) {
   if (name.size() != 13 || name.compare(8, 5, ".pack") != 0) return std::nullopt;
@@ -454,6 +472,7 @@ Status PackBlobStore::commitRecord(const std::string& id, Bytes& record, bool bl
     }
     std::lock_guard l(map_mu_);
     if (blob) locations_[*raw] = Location{p->number(), *at + pack::kHeaderSize, length};
+    else if (notes > 0) loose_notes_[*raw] = Location{p->number(), *at + record.size() - note_length, note_length};
     Known& k = packs_[p->number()];
     k.committed_end = std::max(k.committed_end, *at + record.size());
     return okStatus();
@@ -487,9 +506,20 @@ Status PackBlobStore::refresh() {
     if (!end.ok()) return end.status();
     std::lock_guard l(map_mu_);
     if (packs_[number].own) continue;  // became ours while it was read (created by this process)
-    for (const auto& rec : found) {
-      if (rec.header.kind == pack::Kind::kBlob) locations_[rec.header.id] = Location{number, rec.offset, rec.header.length};
-      else if (rec.header.kind == pack::Kind::kRemoved) locations_.erase(rec.header.id);
+    for (size_t i = 0; i < found.size(); ++i) {
+      const pack::Record& rec = found[i];
+      if (rec.header.kind == pack::Kind::kBlob) {
+        locations_[rec.header.id] = Location{number, rec.offset, rec.header.length};
+      } else if (rec.header.kind == pack::Kind::kRemoved) {
+        locations_.erase(rec.header.id);
+        loose_notes_.erase(rec.header.id);
+      } else if (rec.header.kind == pack::Kind::kNote) {
+        const pack::Record* before = i > 0 ? &found[i - 1] : nullptr;
+        const bool behind_its_blob = before && before->header.kind == pack::Kind::kBlob &&
+                                     before->header.id == rec.header.id &&
+                                     before->offset + before->header.length + pack::kHeaderSize == rec.offset;
+        if (!behind_its_blob) loose_notes_[rec.header.id] = Location{number, rec.offset, rec.header.length};
+      }
     }
     packs_[number].scanned_end = end->end;
   }
@@ -565,6 +595,7 @@ Status PackBlobStore::remove(const std::string& id) {
   ASSIGN_OR_RETURN(std::optional<Location> loc, lookup(id, raw));
   if (!loc) {
     Status s = files_->remove(id);
+    if (s.ok()) return removeLooseNote(raw);  // a file's note is a record of its own in some pack
     if (s.code() != StatusCode::kNotFound) return s;
     RETURN_IF_ERROR(refresh());
     loc = find(raw);
@@ -582,20 +613,45 @@ Status PackBlobStore::remove(const std::string& id) {
     forget(raw);
     return notFound("blob " + id + " not found");
   }
-  const auto header = pack::encode(pack::Header{pack::Kind::kRemoved, loc->length, raw});
-  Status s = pwriteAll(fd, header.data(), header.size(), loc->offset - pack::kHeaderSize);
-  // The content goes: a hole where the filesystem has them, zeros elsewhere.
-  if (s.ok() && loc->length > 0 &&
-      ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(loc->offset),
-                  static_cast<off_t>(loc->length)) != 0) {
-    const Bytes zeros(static_cast<size_t>(std::min<uint64_t>(loc->length, 1 << 20)), 0);
-    for (uint64_t at = 0; s.ok() && at < loc->length; at += zeros.size())
-      s = pwriteAll(fd, zeros.data(), static_cast<size_t>(std::min<uint64_t>(zeros.size(), loc->length - at)),
-                    loc->offset + at);
+  Status s = removeRecord(fd, loc->offset - pack::kHeaderSize, pack::Header{pack::Kind::kBlob, loc->length, raw});
+  // Its note, written right behind it, goes with it: it holds the store's
+  // index row and audit record (sealed), which must not outlive the object.
+  if (s.ok()) {
+    auto note = headerBefore(fd, loc->offset + loc->length + pack::kHeaderSize);
+    if (!note.ok()) s = note.status();
+    else if (*note && (*note)->kind == pack::Kind::kNote && (*note)->id == raw)
+      s = removeRecord(fd, loc->offset + loc->length, **note);
   }
   if (s.ok() && ::fdatasync(fd) != 0) s = errnoStatus("fdatasync " + path);
   ::close(fd);
   if (s.ok()) forget(raw);
+  return s;
+}
+
+Status PackBlobStore::removeLooseNote(const pack::RawId& raw) {
+  RETURN_IF_ERROR(refresh());  // another process's pack may hold it
+  std::lock_guard r(refresh_mu_);
+  std::optional<Location> loc;
+  {
+    std::lock_guard l(map_mu_);
+    auto it = loose_notes_.find(raw);
+    if (it == loose_notes_.end()) return okStatus();
+    loc = it->second;
+  }
+  const std::string path = packPath(loc->pack);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return errnoStatus("open " + path);
+  Status s = okStatus();
+  auto h = headerBefore(fd, loc->offset);
+  if (!h.ok()) s = h.status();
+  else if (*h && (*h)->kind == pack::Kind::kNote && (*h)->id == raw && (*h)->length == loc->length)
+    s = removeRecord(fd, loc->offset - pack::kHeaderSize, **h);
+  if (s.ok() && ::fdatasync(fd) != 0) s = errnoStatus("fdatasync " + path);
+  ::close(fd);
+  if (s.ok()) {
+    std::lock_guard l(map_mu_);
+    loose_notes_.erase(raw);
+  }
   return s;
 }
 

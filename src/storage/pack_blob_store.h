@@ -22,7 +22,8 @@
 //    new packs, so the tail of a pack interrupted by a crash is never written
 //    over, and other processes (the CLI's import) write packs of their own.
 //  - remove() marks the record removed and punches a hole over its content
-//    (zeros where the filesystem has no holes), then syncs.
+//    (zeros where the filesystem has no holes), does the same to its note,
+//    then syncs.
 //  - Where each blob lies is kept in memory: the packs' headers are read on
 //    the first read, and the packs of other processes again when an id is
 //    not known.
@@ -120,6 +121,8 @@ class PackBlobStore final : public BlobStore {
   Status refresh();
   std::optional<Location> find(const pack::RawId& raw);
   void forget(const pack::RawId& raw);
+  // Removes the note of a blob that had a file of its own, if there is one.
+  Status removeLooseNote(const pack::RawId& raw);
   // The location of `id`, scanning other processes' packs once if unknown.
   StatusOr<std::optional<Location>> lookup(const std::string& id, pack::RawId& raw);
   void preparerLoop();
@@ -136,6 +139,8 @@ class PackBlobStore final : public BlobStore {
   std::mutex refresh_mu_;  // one scan at a time
   std::mutex map_mu_;
   std::unordered_map<pack::RawId, Location, RawIdHash> locations_;  // guarded by map_mu_
+  // Notes not right behind their blob (those of blobs in files of their own).
+  std::unordered_map<pack::RawId, Location, RawIdHash> loose_notes_;  // guarded by map_mu_
   std::map<uint32_t, Known> packs_;                                 // guarded by map_mu_
   bool scanned_ = false;                                            // guarded by map_mu_
 

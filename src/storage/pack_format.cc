@@ -52,12 +52,16 @@ std::optional<Header> decode(ByteView bytes) {
   Header h;
   h.kind = static_cast<Kind>(b[4]);
   if (getLe(&b[kCrcAt], 4) != crcOf(b, kCrcAt)) {
-    if (h.kind == Kind::kNote) return std::nullopt;  // notes are never rewritten: damage
-    // A removal torn between its two changes: the CRC is that of the other kind.
+    // A removal (of a blob or a note) torn between its two changes: the CRC
+    // is that of the kind before or after it.
     uint8_t other[kCrcAt];
     std::copy(b, b + kCrcAt, other);
-    other[4] = static_cast<uint8_t>(h.kind == Kind::kBlob ? Kind::kRemoved : Kind::kBlob);
-    if (getLe(&b[kCrcAt], 4) != crcOf(other, kCrcAt)) return std::nullopt;
+    const auto tornFrom = [&](Kind k) {
+      other[4] = static_cast<uint8_t>(k);
+      return getLe(&b[kCrcAt], 4) == crcOf(other, kCrcAt);
+    };
+    const bool torn = h.kind == Kind::kRemoved ? tornFrom(Kind::kBlob) || tornFrom(Kind::kNote) : tornFrom(Kind::kRemoved);
+    if (!torn) return std::nullopt;
     h.kind = Kind::kRemoved;
   }
   h.length = getLe(&b[8], 8);

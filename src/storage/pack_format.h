@@ -20,7 +20,8 @@
 // The header's CRC tells a record from zeros, a torn write or damage; the
 // content is authenticated by the layer above (EncryptingBlobStore), not here.
 // Removal rewrites the kind and the CRC in place: a header torn between the
-// two (one of them new) still decodes, as removed. Notes are never rewritten.
+// two (one of them new) still decodes, as removed. A blob's removal removes
+// its note too.
 #pragma once
 
 #include <array>
@@ -55,7 +56,8 @@ struct Header {
 std::array<uint8_t, kHeaderSize> encode(const Header& h);
 // The header in `bytes` (at least kHeaderSize of them), or nullopt if they
 // are not one: zeros, a torn or damaged header, an unknown kind. A header
-// whose CRC matches only with the other kind is a torn removal: kRemoved.
+// whose CRC matches only with the kind before or after a removal is a torn
+// removal: kRemoved.
 std::optional<Header> decode(ByteView bytes);
 
 // Canonical UUID text <-> its 16 bytes. nullopt if `id` is not canonical.

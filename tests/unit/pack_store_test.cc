@@ -84,7 +84,8 @@ TEST(PackFormat, HeaderRoundTripsAndRejectsDamage) {
     EXPECT_EQ(t->kind, storage::pack::Kind::kRemoved);
     EXPECT_EQ(t->length, 123456u);
   }
-  // A note header decodes as one; damaged, as nothing (notes are never rewritten in place).
+  // A note header decodes as one; damaged, as nothing, except a kind turned
+  // into "removed" with the note's CRC: a note's removal, torn.
   auto note = storage::pack::encode({storage::pack::Kind::kNote, 300, h.id});
   auto n = storage::pack::decode(note);
   ASSERT_TRUE(n);
@@ -92,8 +93,23 @@ TEST(PackFormat, HeaderRoundTripsAndRejectsDamage) {
   for (size_t i = 0; i < note.size(); ++i) {
     auto d = note;
     d[i] ^= 0x01;
+    if (i == 4) continue;  // 3 ^ 1 == 2: below
     EXPECT_FALSE(storage::pack::decode(d)) << "byte " << i;
   }
+  auto note_removed = storage::pack::encode({storage::pack::Kind::kRemoved, 300, h.id});
+  auto torn3 = note, torn4 = note_removed;
+  torn3[4] = note_removed[4];  // new kind, old CRC
+  torn4[4] = note[4];          // old kind, new CRC
+  for (const auto& torn : {torn3, torn4}) {
+    auto t = storage::pack::decode(torn);
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->kind, storage::pack::Kind::kRemoved);
+    EXPECT_EQ(t->length, 300u);
+  }
+  // A kind byte damaged into another live kind is not a removal: nothing.
+  auto blob_as_note = b;
+  blob_as_note[4] = note[4];
+  EXPECT_FALSE(storage::pack::decode(blob_as_note));
   EXPECT_FALSE(storage::pack::rawId("0123abcd-4567-89ef-0123-456789abcdeg"));
   EXPECT_FALSE(storage::pack::rawId("../../etc/passwd"));
 }
@@ -352,6 +368,67 @@ TEST(PackBlobStore, TwoProcessesSeeEachOthersBlobsAndRemovals) {
   ASSERT_TRUE(b->remove(from_b).ok());
   EXPECT_EQ(a->open(from_b).status().code(), StatusCode::kNotFound);  // the header says removed
   EXPECT_EQ(listAll(*a), (std::set<std::string>{from_b_before, from_a}));
+}
+
+// The note of a store holds its index row and audit record (sealed): it
+// goes with its blob, inline or in a file of its own, in this process's
+// packs or another's, and never comes back from a later scan.
+TEST(PackBlobStore, RemovingABlobRemovesItsNote) {
+  testing::TempDir dir;
+  testing::FakeRandom random;
+  PackOptions o;
+  o.inline_max = 64 << 10;
+  const Bytes secret(400, 0xC5);  // stands for a sealed note: a pattern to look for on disk
+  auto noted = [&](PackBlobStore& store, size_t size, uint8_t seed) {
+    auto w = store.create();
+    EXPECT_TRUE(w.ok());
+    EXPECT_TRUE((*w)->attachNote(secret));
+    EXPECT_TRUE((*w)->append(pattern(size, seed)).ok());
+    EXPECT_TRUE((*w)->commit().ok());
+    return (*w)->id();
+  };
+  auto notesOnDisk = [&](PackBlobStore& reader) {
+    std::map<uint32_t, uint64_t> ends;
+    std::set<std::string> ids;
+    EXPECT_TRUE(reader.forEachNote({}, ends, [&](const PackBlobStore::Note& n) {
+      ids.insert(n.id);
+      return okStatus();
+    }).ok());
+    return ids;
+  };
+  auto secretBytesOnDisk = [&] {
+    size_t hits = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path())) {
+      if (!e.is_regular_file()) continue;
+      std::ifstream f(e.path(), std::ios::binary);
+      const std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      for (size_t at = all.find(std::string(secret.begin(), secret.end())); at != std::string::npos;
+           at = all.find(std::string(secret.begin(), secret.end()), at + 1))
+        ++hits;
+    }
+    return hits;
+  };
+  std::string small_keep, small_gone, large_gone, other_small, other_large;
+  {
+    auto store = openStore(dir.path(), random, o);
+    small_keep = noted(*store, 1000, 1);
+    small_gone = noted(*store, 1000, 2);
+    large_gone = noted(*store, 100 << 10, 3);  // a file; its note a record of its own
+    {
+      auto other = openStore(dir.path(), random, o);  // another process's packs
+      other_small = noted(*other, 2000, 4);
+      other_large = noted(*other, 90 << 10, 5);
+    }
+    EXPECT_EQ(secretBytesOnDisk(), 5u);
+    for (const auto& id : {small_gone, large_gone, other_small, other_large}) ASSERT_TRUE(store->remove(id).ok()) << id;
+    EXPECT_EQ(secretBytesOnDisk(), 1u);  // only the kept blob's note
+    EXPECT_EQ(get(*store, small_keep), pattern(1000, 1));
+    EXPECT_EQ(store->remove(small_gone).code(), StatusCode::kNotFound);
+  }
+  auto later = openStore(dir.path(), random, o);
+  EXPECT_EQ(notesOnDisk(*later), std::set<std::string>{small_keep});
+  EXPECT_EQ(listAll(*later), std::set<std::string>{small_keep});
+  EXPECT_EQ(get(*later, small_keep), pattern(1000, 1));
 }
 
 }  // namespace
