@@ -43,7 +43,11 @@ int serve(const std::string& config_path) {
     std::cerr << "serve: " << swept.status().toString() << "\n";
     return 1;
   }
-  if (*swept) std::cerr << "serve: removed " << *swept << " unacknowledged blob(s) from an interrupted run\n";
+  if (!*swept)
+    std::cerr << "serve: another process has this archive open (bastion import?): objects of interrupted stores, "
+                 "if any, are left for a later start\n";
+  else if (**swept)
+    std::cerr << "serve: removed " << **swept << " unacknowledged blob(s) from an interrupted run\n";
 
   dicom::ServerConfig sc;
   sc.assoc = {cfg->ae_title, cfg->tls_ca, cfg->tls_cert, cfg->tls_key, cfg->idle_timeout_s, cfg->artim_timeout_s,

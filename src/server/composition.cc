@@ -1,5 +1,10 @@
 #include "server/composition.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <iostream>
 #include <set>
 
@@ -7,11 +12,38 @@
 
 namespace bastion::server {
 
+WritersLock::~WritersLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status WritersLock::open(const std::string& path) {
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0) return storage::errnoStatus("open " + path);
+  if (::flock(fd_, LOCK_SH) != 0) return storage::errnoStatus("lock " + path);
+  return okStatus();
+}
+
+StatusOr<bool> WritersLock::whileAlone(const std::function<Status()>& fn) {
+  // flock converts by dropping the shared lock first; either way it is
+  // taken again, shared, before returning.
+  const bool alone = ::flock(fd_, LOCK_EX | LOCK_NB) == 0;
+  const int err = errno;
+  Status s = alone ? fn() : okStatus();
+  if (::flock(fd_, LOCK_SH) != 0) return storage::errnoStatus("lock the archive's writers lock");
+  if (!alone && err != EWOULDBLOCK) {
+    errno = err;
+    return storage::errnoStatus("lock the archive's writers lock");
+  }
+  RETURN_IF_ERROR(s);
+  return alone;
+}
+
 StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config) {
   auto a = std::make_unique<Archive>();
   a->config = config;
   Random& random = Random::system();
   RETURN_IF_ERROR(storage::ensureDirectory(config.data_dir));
+  RETURN_IF_ERROR(a->writers.open(config.data_dir + "/writers.lock"));
   ASSIGN_OR_RETURN(a->keyring, loadFileKeyring(config.key_file, random));
   ASSIGN_OR_RETURN(a->files, storage::PackBlobStore::open(config.blobRoot(), random));
   a->blobs = std::make_unique<crypto::EncryptingBlobStore>(*a->files, *a->keyring, random);
@@ -50,15 +82,23 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const std::string& config_path) {
   return openArchive(config);
 }
 
-StatusOr<uint64_t> removeUnacknowledgedBlobs(Archive& a) {
-  std::set<std::string> referenced;
-  RETURN_IF_ERROR(a.index->forEachInstance([&](const InstanceLocation& l) { referenced.insert(l.blob_id); }));
-  std::vector<std::string> orphans;
-  RETURN_IF_ERROR(a.files->forEach([&](const std::string& id) {
-    if (!referenced.count(id)) orphans.push_back(id);
+StatusOr<std::optional<uint64_t>> removeUnacknowledgedBlobs(Archive& a) {
+  // Another process with the archive open (a `bastion import`, say) may have
+  // committed objects whose index rows are not written yet: not leftovers.
+  uint64_t removed = 0;
+  ASSIGN_OR_RETURN(bool alone, a.writers.whileAlone([&]() -> Status {
+    std::set<std::string> referenced;
+    RETURN_IF_ERROR(a.index->forEachInstance([&](const InstanceLocation& l) { referenced.insert(l.blob_id); }));
+    std::vector<std::string> orphans;
+    RETURN_IF_ERROR(a.files->forEach([&](const std::string& id) {
+      if (!referenced.count(id)) orphans.push_back(id);
+    }));
+    for (const auto& id : orphans) RETURN_IF_ERROR(a.files->remove(id));
+    removed = orphans.size();
+    return okStatus();
   }));
-  for (const auto& id : orphans) RETURN_IF_ERROR(a.files->remove(id));
-  return static_cast<uint64_t>(orphans.size());
+  if (!alone) return std::optional<uint64_t>();
+  return std::optional<uint64_t>(removed);
 }
 
 }  // namespace bastion::server

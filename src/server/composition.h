@@ -2,7 +2,10 @@
 // them. The only place that names PackBlobStore, SqliteIndex, etc.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "audit/audit_store.h"
 #include "bastion/crypto/keyring.h"
@@ -15,7 +18,26 @@
 
 namespace bastion::server {
 
+// A shared flock on <data>/writers.lock, held by every process that has the
+// archive open (serve, import, verify...) for as long as it does: the
+// start-up sweep (removeUnacknowledgedBlobs) runs only where it can take it
+// exclusively, i.e. while no other process may be storing.
+class WritersLock {
+ public:
+  WritersLock() = default;
+  ~WritersLock();
+  WritersLock(const WritersLock&) = delete;
+  WritersLock& operator=(const WritersLock&) = delete;
+  Status open(const std::string& path);  // waits while a sweep holds it
+  // Runs `fn` holding the lock alone; false (fn not run) if another process holds it.
+  StatusOr<bool> whileAlone(const std::function<Status()>& fn);
+
+ private:
+  int fd_ = -1;
+};
+
 struct Archive {
+  WritersLock writers;  // first: released after everything else has closed
   Config config;
   std::unique_ptr<Keyring> keyring;
   std::unique_ptr<storage::PackBlobStore> files;
@@ -35,7 +57,9 @@ StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config);
 // loadConfig(config_path), then openArchive().
 StatusOr<std::unique_ptr<Archive>> openArchive(const std::string& config_path);
 // Removes blobs no index row refers to: leftovers of stores interrupted
-// before they were acknowledged. Only safe while nothing is storing.
-StatusOr<uint64_t> removeUnacknowledgedBlobs(Archive& archive);
+// before they were acknowledged. Only safe while nothing is storing: run
+// before serving, and only if no other process has the archive open
+// (nullopt then: nothing was removed, the leftovers wait for a later start).
+StatusOr<std::optional<uint64_t>> removeUnacknowledgedBlobs(Archive& archive);
 
 }  // namespace bastion::server

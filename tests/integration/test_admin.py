@@ -116,3 +116,32 @@ def test_object_size_limit_refuses_with_out_of_resources(tmp_path):
         assert s.dcmtk("echoscu", node).returncode == 0
     finally:
         s.stop()
+
+
+def test_start_up_sweep_leaves_objects_alone_while_another_process_has_the_archive_open(server, tmp_path):
+    """serve removes objects no index row names (left by interrupted stores) only when no other
+    process has the archive open: a running `bastion import` has objects whose rows are not written yet."""
+    import fcntl
+    import sqlite3
+    write_multi_patient_set(tmp_path / "set")
+    server.bastion("import", str(tmp_path / "set"))
+    # One instance's row goes: its object is now what an interrupted store leaves behind.
+    db = sqlite3.connect(str(server.data / "index.sqlite"))
+    db.execute("DELETE FROM instance WHERE pk = (SELECT MIN(pk) FROM instance)")
+    db.commit()
+    db.close()
+    r = server.bastion("verify", check=False)
+    assert r.returncode != 0 and r.stdout.count("orphaned") == 1, r.stdout
+    log = server.base / "serve.log"
+    with open(server.data / "writers.lock", "a+") as other:  # another process with the archive open
+        fcntl.flock(other, fcntl.LOCK_SH)
+        server.start()
+        server.stop()
+        assert "left for a later start" in log.read_text()
+        assert "unacknowledged" not in log.read_text()
+        r = server.bastion("verify", check=False)  # verify opens it too, shared
+        assert r.returncode != 0 and r.stdout.count("orphaned") == 1, r.stdout
+    server.start()
+    server.stop()
+    assert "removed 1 unacknowledged blob(s)" in log.read_text()
+    assert server.bastion("verify").returncode == 0
