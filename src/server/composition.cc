@@ -87,6 +87,7 @@ StatusOr<std::optional<uint64_t>> removeUnacknowledgedBlobs(Archive& a) {
   // committed objects whose index rows are not written yet: not leftovers.
   uint64_t removed = 0;
   ASSIGN_OR_RETURN(bool alone, a.writers.whileAlone([&]() -> Status {
+    RETURN_IF_ERROR(a.files->removeUnfinishedFiles());
     std::set<std::string> referenced;
     RETURN_IF_ERROR(a.index->forEachInstance([&](const InstanceLocation& l) { referenced.insert(l.blob_id); }));
     std::vector<std::string> orphans;

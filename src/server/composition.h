@@ -56,8 +56,9 @@ struct Archive {
 StatusOr<std::unique_ptr<Archive>> openArchive(const Config& config);
 // loadConfig(config_path), then openArchive().
 StatusOr<std::unique_ptr<Archive>> openArchive(const std::string& config_path);
-// Removes blobs no index row refers to: leftovers of stores interrupted
-// before they were acknowledged. Only safe while nothing is storing: run
+// Removes blobs no index row refers to, and temporary files of writes that
+// never committed: leftovers of stores interrupted before they were
+// acknowledged. Only safe while nothing is storing: run
 // before serving, and only if no other process has the archive open
 // (nullopt then: nothing was removed, the leftovers wait for a later start).
 StatusOr<std::optional<uint64_t>> removeUnacknowledgedBlobs(Archive& archive);

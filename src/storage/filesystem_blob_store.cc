@@ -88,13 +88,19 @@ class FileReader final : public BlobReader {
 
 StatusOr<std::unique_ptr<FilesystemBlobStore>> FilesystemBlobStore::open(const std::string& root, Random& random) {
   RETURN_IF_ERROR(ensureDirectory(root + "/objects"));
-  // Leftover temp files (<uuid>.tmp beside the blobs) are writes that never
-  // committed: nothing refers to them.
-  std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(root + "/objects", ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
-    if (it->is_regular_file() && it->path().extension() == ".tmp") std::filesystem::remove(it->path(), ec);
   return std::unique_ptr<FilesystemBlobStore>(new FilesystemBlobStore(root, random));
+}
+
+Status FilesystemBlobStore::removeTempFiles() {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(root_ + "/objects", ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file() || it->path().extension() != ".tmp") continue;
+    std::error_code rm;
+    if (!std::filesystem::remove(it->path(), rm) && rm) return internalError("remove " + it->path().string() + ": " + rm.message());
+  }
+  if (ec) return internalError("list " + root_ + "/objects: " + ec.message());
+  return okStatus();
 }
 
 std::string FilesystemBlobStore::pathFor(const std::string& id) const {

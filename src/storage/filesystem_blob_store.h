@@ -14,6 +14,10 @@ class FilesystemBlobStore final : public BlobStore {
  public:
   // `root` must exist or be creatable. `random` must outlive the store.
   static StatusOr<std::unique_ptr<FilesystemBlobStore>> open(const std::string& root, Random& random);
+  // Removes the temporary files (<id>.tmp beside the blobs) of writes that
+  // never committed. Only while no other process writes here: theirs may be
+  // in progress (a large C-STORE streams into one for its whole transfer).
+  Status removeTempFiles();
 
   StatusOr<std::unique_ptr<BlobWriter>> create() override;
   // create() under an id the caller generated (a canonical UUID no blob has):

@@ -594,10 +594,13 @@ Status PackBlobStore::remove(const std::string& id) {
   pack::RawId raw;
   ASSIGN_OR_RETURN(std::optional<Location> loc, lookup(id, raw));
   if (!loc) {
+    // A file of its own, maybe: its note (a record alone in some pack) goes
+    // first. After a failure or a crash in between, the object without its
+    // note is a leftover the start-up sweep removes; the other way round, a
+    // note could outlive its object for good.
+    RETURN_IF_ERROR(removeLooseNote(raw));  // scans other processes' packs again
     Status s = files_->remove(id);
-    if (s.ok()) return removeLooseNote(raw);  // a file's note is a record of its own in some pack
     if (s.code() != StatusCode::kNotFound) return s;
-    RETURN_IF_ERROR(refresh());
     loc = find(raw);
     if (!loc) return s;
   }
@@ -607,26 +610,37 @@ Status PackBlobStore::remove(const std::string& id) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return errnoStatus("open " + path);
   auto kind = recordKind(fd, loc->offset, loc->length, raw, id);
-  if (!kind.ok() || *kind == pack::Kind::kRemoved) {  // damaged, or removed elsewhere
+  if (!kind.ok()) {  // damaged
     ::close(fd);
-    if (!kind.ok()) return kind.status();
-    forget(raw);
-    return notFound("blob " + id + " not found");
+    return kind.status();
   }
-  Status s = removeRecord(fd, loc->offset - pack::kHeaderSize, pack::Header{pack::Kind::kBlob, loc->length, raw});
+  bool wrote = false;
+  Status s = okStatus();
+  if (*kind == pack::Kind::kBlob) {
+    s = removeRecord(fd, loc->offset - pack::kHeaderSize, pack::Header{pack::Kind::kBlob, loc->length, raw});
+    wrote = true;
+  }
   // Its note, written right behind it, goes with it: it holds the store's
   // index row and audit record (sealed), which must not outlive the object.
+  // Also when the blob was removed already (a retry after a failure here).
   if (s.ok()) {
     auto note = headerBefore(fd, loc->offset + loc->length + pack::kHeaderSize);
-    if (!note.ok()) s = note.status();
-    else if (*note && (*note)->kind == pack::Kind::kNote && (*note)->id == raw)
+    if (!note.ok()) {
+      s = note.status();
+    } else if (*note && (*note)->kind == pack::Kind::kNote && (*note)->id == raw) {
       s = removeRecord(fd, loc->offset + loc->length, **note);
+      wrote = true;
+    }
   }
-  if (s.ok() && ::fdatasync(fd) != 0) s = errnoStatus("fdatasync " + path);
+  if (s.ok() && wrote && ::fdatasync(fd) != 0) s = errnoStatus("fdatasync " + path);
   ::close(fd);
-  if (s.ok()) forget(raw);
-  return s;
+  if (!s.ok()) return s;
+  forget(raw);
+  if (*kind == pack::Kind::kRemoved) return notFound("blob " + id + " not found");  // removed before, or elsewhere
+  return okStatus();
 }
+
+Status PackBlobStore::removeUnfinishedFiles() { return files_->removeTempFiles(); }
 
 Status PackBlobStore::removeLooseNote(const pack::RawId& raw) {
   RETURN_IF_ERROR(refresh());  // another process's pack may hold it

@@ -88,6 +88,10 @@ class PackBlobStore final : public BlobStore {
     std::string id;  // of the blob it came with (which may since have been removed)
     Bytes body;
   };
+  // Removes the temporary files of blobs in files of their own whose writes
+  // never committed. Only while no other process writes this store (theirs
+  // may be in progress).
+  Status removeUnfinishedFiles();
   // Where this process's committed records end in each of its packs now.
   std::map<uint32_t, uint64_t> committedEnds();
   // Calls `fn` with every note of the packs of other processes, each pack

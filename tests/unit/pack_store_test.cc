@@ -429,6 +429,20 @@ TEST(PackBlobStore, RemovingABlobRemovesItsNote) {
   EXPECT_EQ(notesOnDisk(*later), std::set<std::string>{small_keep});
   EXPECT_EQ(listAll(*later), std::set<std::string>{small_keep});
   EXPECT_EQ(get(*later, small_keep), pattern(1000, 1));
+  // A removal interrupted after the blob's header (a crash, an I/O error):
+  // removing again says not found, and takes the note that was left.
+  auto loc = later->locate(small_keep);
+  ASSERT_TRUE(loc);
+  {
+    const auto removed = storage::pack::encode(
+        {storage::pack::Kind::kRemoved, loc->length, *storage::pack::rawId(small_keep)});
+    std::fstream f(later->packPath(loc->pack), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(loc->offset - storage::pack::kHeaderSize));
+    f.write(reinterpret_cast<const char*>(removed.data()), static_cast<std::streamsize>(removed.size()));
+  }
+  EXPECT_EQ(later->remove(small_keep).code(), StatusCode::kNotFound);
+  EXPECT_EQ(secretBytesOnDisk(), 0u);
+  EXPECT_TRUE(notesOnDisk(*openStore(dir.path(), random, o)).empty());
 }
 
 }  // namespace

@@ -44,6 +44,41 @@ TEST(FilesystemBlobStore, AbandonedWriterLeavesNothing) {
     EXPECT_FALSE(e.is_regular_file()) << e.path();
 }
 
+// Opening a store never touches another process's write in progress (a
+// large C-STORE streams into its temporary file for the whole transfer);
+// leftovers go only when removeTempFiles() is called, by the one process
+// that has the archive to itself (the start-up sweep).
+TEST(FilesystemBlobStore, TemporaryFilesGoOnlyWhenAskedNotWhenAnotherStoreOpens) {
+  testing::TempDir dir;
+  testing::FakeRandom random;
+  auto store = storage::FilesystemBlobStore::open(dir.path(), random);
+  ASSERT_TRUE(store.ok());
+  auto w = (*store)->create();
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->append(asBytes("in progress")).ok());
+  auto tmp = [&] {
+    int n = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path() + "/objects"))
+      n += e.is_regular_file() && e.path().extension() == ".tmp";
+    return n;
+  };
+  EXPECT_EQ(tmp(), 1);
+  auto other = storage::FilesystemBlobStore::open(dir.path(), random);  // e.g. `bastion verify`
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(tmp(), 1);
+  ASSERT_TRUE((*w)->commit().ok());  // the write in progress was not disturbed
+  auto r = (*other)->open((*w)->id());
+  ASSERT_TRUE(r.ok());
+  auto left = (*store)->create();
+  ASSERT_TRUE((*left)->append(asBytes("a write that never commits")).ok());
+  EXPECT_EQ(tmp(), 1);
+  ASSERT_TRUE((*other)->removeTempFiles().ok());
+  EXPECT_EQ(tmp(), 0);
+  int count = 0;
+  ASSERT_TRUE((*other)->forEach([&](const std::string&) { ++count; }).ok());
+  EXPECT_EQ(count, 1);  // the committed blob stays
+}
+
 TEST(FilesystemBlobStore, RejectsIdsThatAreNotUuids) {
   testing::TempDir dir;
   testing::FakeRandom random;

@@ -80,8 +80,10 @@ class StoreService {
                                 StoredUids* stored = nullptr);
   // A store whose data set arrives in pieces (DIMSE P-DATA): the digest and
   // the encryption run while the pieces arrive, overlapping the transfer, so
-  // that little is left to do after the last one. Nothing reaches the disk
-  // before finishStore(); an Ingest dropped unfinished leaves nothing behind.
+  // that little is left to do after the last one. Nothing is committed
+  // before finishStore() (a data set beyond the blob store's inline limit is
+  // spilled to a temporary file meanwhile); an Ingest dropped unfinished
+  // leaves nothing behind.
   class Ingest {
    public:
     ~Ingest();

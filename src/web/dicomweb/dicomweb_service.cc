@@ -412,6 +412,8 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
   OrderedJobs<Outcome> jobs(store_pool_, kStowBytesInFlight,
                             {false, {{"00081197", {{"vr", "US"}, {"Value", {0x0110}}}}}});
   auto finish = [&]() -> Status {
+    // The next part is probably as large: one allocation instead of doublings and their copies.
+    const size_t next = static_cast<size_t>(std::min<uint64_t>(part.size(), cfg_.max_object_size));
     const Status early = !part_ok   ? invalidArgument("part is not application/dicom")
                          : oversize ? resourceExhausted("instance over the size limit")
                                     : okStatus();
@@ -432,8 +434,6 @@ Response DicomWebService::stow(Request& req, const CallContext& ctx, const std::
       }
       return {s.ok(), std::move(item)};
     });
-    // The next part is probably as large: one allocation instead of doublings and their copies.
-    const size_t next = std::min<uint64_t>(part.size(), cfg_.max_object_size);
     part = Bytes();
     part.reserve(next);
     oversize = false;
