@@ -59,6 +59,24 @@ void flipByte(const std::string& path, uint64_t at) {
   f.write(&c, 1);
 }
 
+// `live` (a blob's or a note's header) and its removed form, each with the
+// other's kind byte: a removal torn either way round decodes as removed.
+void expectTornRemovalsDecodeAsRemoved(const std::array<uint8_t, storage::pack::kHeaderSize>& live) {
+  auto h = storage::pack::decode(live);
+  ASSERT_TRUE(h);
+  auto removed = storage::pack::encode({storage::pack::Kind::kRemoved, h->length, h->id});
+  auto new_kind_old_crc = live, old_kind_new_crc = removed;
+  new_kind_old_crc[4] = removed[4];
+  old_kind_new_crc[4] = live[4];
+  for (const auto& torn : {new_kind_old_crc, old_kind_new_crc}) {
+    auto t = storage::pack::decode(torn);
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->kind, storage::pack::Kind::kRemoved);
+    EXPECT_EQ(t->length, h->length);
+    EXPECT_EQ(t->id, h->id);
+  }
+}
+
 TEST(PackFormat, HeaderRoundTripsAndRejectsDamage) {
   storage::pack::Header h{storage::pack::Kind::kBlob, 123456, *storage::pack::rawId("0123abcd-4567-89ef-0123-456789abcdef")};
   auto b = storage::pack::encode(h);
@@ -74,16 +92,7 @@ TEST(PackFormat, HeaderRoundTripsAndRejectsDamage) {
   std::array<uint8_t, storage::pack::kHeaderSize> zeros{};
   EXPECT_FALSE(storage::pack::decode(zeros));
   // A removal torn between its kind byte and its CRC decodes as removed, either way round.
-  auto removed = storage::pack::encode({storage::pack::Kind::kRemoved, 123456, h.id});
-  auto torn1 = b, torn2 = removed;
-  torn1[4] = removed[4];  // new kind, old CRC
-  torn2[4] = b[4];        // old kind, new CRC
-  for (const auto& torn : {torn1, torn2}) {
-    auto t = storage::pack::decode(torn);
-    ASSERT_TRUE(t);
-    EXPECT_EQ(t->kind, storage::pack::Kind::kRemoved);
-    EXPECT_EQ(t->length, 123456u);
-  }
+  expectTornRemovalsDecodeAsRemoved(b);
   // A note header decodes as one; damaged, as nothing, except a kind turned
   // into "removed" with the note's CRC: a note's removal, torn.
   auto note = storage::pack::encode({storage::pack::Kind::kNote, 300, h.id});
@@ -96,16 +105,7 @@ TEST(PackFormat, HeaderRoundTripsAndRejectsDamage) {
     if (i == 4) continue;  // 3 ^ 1 == 2: below
     EXPECT_FALSE(storage::pack::decode(d)) << "byte " << i;
   }
-  auto note_removed = storage::pack::encode({storage::pack::Kind::kRemoved, 300, h.id});
-  auto torn3 = note, torn4 = note_removed;
-  torn3[4] = note_removed[4];  // new kind, old CRC
-  torn4[4] = note[4];          // old kind, new CRC
-  for (const auto& torn : {torn3, torn4}) {
-    auto t = storage::pack::decode(torn);
-    ASSERT_TRUE(t);
-    EXPECT_EQ(t->kind, storage::pack::Kind::kRemoved);
-    EXPECT_EQ(t->length, 300u);
-  }
+  expectTornRemovalsDecodeAsRemoved(note);
   // A kind byte damaged into another live kind is not a removal: nothing.
   auto blob_as_note = b;
   blob_as_note[4] = note[4];

@@ -33,6 +33,19 @@ class StoreServiceTest : public ::testing::Test {
     store_ = std::make_unique<StoreService>(deps);
     retrieve_ = std::make_unique<RetrieveService>(deps);
   }
+  // The stored instance `sop`: its object's data set equals `ds`, and the
+  // index records the object's digest and size.
+  void expectStored(const std::string& sop, const Bytes& ds) {
+    auto loc = index_->findInstance(sop);
+    ASSERT_TRUE(loc.ok() && loc->has_value());
+    auto bytes = retrieve_->read(**loc);
+    ASSERT_TRUE(bytes.ok());
+    auto p10 = dicom::parsePart10(*bytes);
+    ASSERT_TRUE(p10.ok());
+    EXPECT_EQ(Bytes(bytes->begin() + static_cast<long>(p10->dataset_offset), bytes->end()), ds);
+    EXPECT_EQ((*loc)->sha256_hex, toHex(crypto::sha256(*bytes)));
+    EXPECT_EQ((*loc)->size, bytes->size());
+  }
   StatusOr<PutResult> put(const Bytes& ds, uint32_t perms = kPermStore) {
     CallContext ctx = testing::nodeContext("MOD", perms);
     return store_->store(ctx, {kTs, "", "", ds, ""});
@@ -110,15 +123,7 @@ TEST_F(StoreServiceTest, IngestedPieceByPieceStoresTheSameObject) {
   ASSERT_TRUE(r.ok()) << r.status().toString();
   EXPECT_EQ(*r, PutResult::kInserted);
   EXPECT_EQ(raw_.count(), 1u);
-  auto loc = index_->findInstance("1.2.3.1.7");
-  ASSERT_TRUE(loc.ok() && loc->has_value());
-  auto bytes = retrieve_->read(**loc);
-  ASSERT_TRUE(bytes.ok());
-  auto p10 = dicom::parsePart10(*bytes);
-  ASSERT_TRUE(p10.ok());
-  EXPECT_EQ(Bytes(bytes->begin() + static_cast<long>(p10->dataset_offset), bytes->end()), ds);
-  EXPECT_EQ((*loc)->sha256_hex, toHex(crypto::sha256(*bytes)));  // the digest taken piece by piece
-  EXPECT_EQ((*loc)->size, bytes->size());
+  expectStored("1.2.3.1.7", ds);  // the digest taken piece by piece included
   ASSERT_EQ(audit_.events.size(), 1u);
   EXPECT_EQ(audit_.events[0].outcome, "success");
   // The same object again, this time through store(): identical, so idempotent.
@@ -135,14 +140,7 @@ TEST_F(StoreServiceTest, AnIngestThatMissedPiecesIsNotUsed) {
   in->append(ByteView(ds).first(ds.size() / 2));  // the rest never went through it
   auto r = store_->finishStore(ctx, {kTs, kCtImage, "1.2.3.1.8", ds, ""}, std::move(in));
   ASSERT_TRUE(r.ok()) << r.status().toString();
-  auto loc = index_->findInstance("1.2.3.1.8");
-  ASSERT_TRUE(loc.ok() && loc->has_value());
-  auto bytes = retrieve_->read(**loc);
-  ASSERT_TRUE(bytes.ok());
-  auto p10 = dicom::parsePart10(*bytes);
-  ASSERT_TRUE(p10.ok());
-  EXPECT_EQ(Bytes(bytes->begin() + static_cast<long>(p10->dataset_offset), bytes->end()), ds);
-  EXPECT_EQ((*loc)->sha256_hex, toHex(crypto::sha256(*bytes)));
+  expectStored("1.2.3.1.8", ds);
   EXPECT_EQ(raw_.count(), 1u);  // the half-written object went nowhere
 }
 
