@@ -58,6 +58,17 @@ Status removeRecord(int fd, uint64_t at, const pack::Header& h) {
   return s;
 }
 
+// Removes the note of blob `raw` whose content is at `content_at`, if a live
+// note of that blob (of `length` bytes, if given) is there. True if it wrote.
+// Not synced.
+StatusOr<bool> removeNoteAt(int fd, uint64_t content_at, const pack::RawId& raw,
+                            std::optional<uint64_t> length = std::nullopt) {
+  ASSIGN_OR_RETURN(std::optional<pack::Header> h, headerBefore(fd, content_at));
+  if (!h || h->kind != pack::Kind::kNote || h->id != raw || (length && h->length != *length)) return false;
+  RETURN_IF_ERROR(removeRecord(fd, content_at - pack::kHeaderSize, *h));
+  return true;
+}
+
 // "<8 hex digits>.pack" -> its number.
 std::optional<uint32_t> packNumber(const std::string& name) {
   if (name.size() != 13 || name.compare(8, 5, ".pack") != 0) return std::nullopt;
@@ -624,13 +635,9 @@ Status PackBlobStore::remove(const std::string& id) {
   // index row and audit record (sealed), which must not outlive the object.
   // Also when the blob was removed already (a retry after a failure here).
   if (s.ok()) {
-    auto note = headerBefore(fd, loc->offset + loc->length + pack::kHeaderSize);
-    if (!note.ok()) {
-      s = note.status();
-    } else if (*note && (*note)->kind == pack::Kind::kNote && (*note)->id == raw) {
-      s = removeRecord(fd, loc->offset + loc->length, **note);
-      wrote = true;
-    }
+    auto note = removeNoteAt(fd, loc->offset + loc->length + pack::kHeaderSize, raw);
+    if (!note.ok()) s = note.status();
+    else wrote = wrote || *note;
   }
   if (s.ok() && wrote && ::fdatasync(fd) != 0) s = errnoStatus("fdatasync " + path);
   ::close(fd);
@@ -655,11 +662,8 @@ Status PackBlobStore::removeLooseNote(const pack::RawId& raw) {
   const std::string path = packPath(loc->pack);
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return errnoStatus("open " + path);
-  Status s = okStatus();
-  auto h = headerBefore(fd, loc->offset);
-  if (!h.ok()) s = h.status();
-  else if (*h && (*h)->kind == pack::Kind::kNote && (*h)->id == raw && (*h)->length == loc->length)
-    s = removeRecord(fd, loc->offset - pack::kHeaderSize, **h);
+  // Synced even if the note was found removed: by an attempt whose sync failed, maybe.
+  Status s = removeNoteAt(fd, loc->offset, raw, loc->length).status();
   if (s.ok() && ::fdatasync(fd) != 0) s = errnoStatus("fdatasync " + path);
   ::close(fd);
   if (s.ok()) {
