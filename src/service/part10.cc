@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "bastion/service/archive.h"
+#include "dicom/parse/dicom_scanner.h"
 
 namespace bastion {
 namespace {
@@ -70,6 +71,13 @@ Bytes buildPart10(const std::string& sop_class, const std::string& sop_instance,
   std::memcpy(out.data() + 132 + sizeof head, group.data(), group.size());
   if (!dataset.empty()) std::memcpy(out.data() + 132 + sizeof head + group.size(), dataset.data(), dataset.size());
   return out;
+}
+
+Status checkObjectIdentity(ByteView head, const InstanceLocation& loc) {
+  auto p10 = dicom::parsePart10(head);
+  if (!p10.ok() || p10->media_sop_instance != loc.sop_uid)
+    return dataLoss("object " + loc.blob_id + " is not the instance its index row names");
+  return okStatus();
 }
 
 }  // namespace bastion

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "bastion/service/archive.h"
 #include "crypto/aead.h"
 
 namespace bastion {
@@ -35,6 +36,8 @@ StatusOr<VerifyReport> verifyArchive(Index& index, BlobStore& blobs, uint64_t ma
           s = dataLoss("short read");
           break;
         }
+        if (off == 0) s = checkObjectIdentity(ByteView(buf.data(), *n), loc);
+        if (!s.ok()) break;
         sha.update(ByteView(buf.data(), *n));
         off += *n;
       }

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "bastion/service/archive.h"
 #include "bastion/service/verify.h"
@@ -247,6 +249,47 @@ TEST_F(StoreServiceTest, TamperedObjectFailsReadAndVerify) {
   ASSERT_EQ(report->problems.size(), 1u);
   EXPECT_EQ(report->problems[0].kind, "altered");
   EXPECT_EQ(report->problems[0].sop_uid, "1.2.1.1");
+}
+
+// An index row edited to name another instance's object, digest column
+// included (the digest check retrieval used to make passes then), is refused
+// by retrieval, whole or streamed, and reported by verify.
+TEST_F(StoreServiceTest, ARowPointingAtAnotherObjectIsRefusedAndReported) {
+  ASSERT_TRUE(put(makeInstance("P1", "ONE", "1.2", "1.2.1", "1.2.1.1")).ok());
+  ASSERT_TRUE(put(makeInstance("P2", "TWO", "1.3", "1.3.1", "1.3.1.1")).ok());
+  auto one = index_->findInstance("1.2.1.1");
+  auto two = index_->findInstance("1.3.1.1");
+  ASSERT_TRUE(one.ok() && one->has_value() && two.ok() && two->has_value());
+  InstanceLocation forged = **one;
+  forged.blob_id = (*two)->blob_id;
+  forged.sha256_hex = (*two)->sha256_hex;
+  forged.size = (*two)->size;
+  EXPECT_EQ(retrieve_->read(forged).status().code(), StatusCode::kDataLoss);
+  auto stream = retrieve_->openStream(forged);
+  ASSERT_TRUE(stream.ok());
+  Bytes buf(1 << 16);
+  EXPECT_EQ((*stream)->read(buf).status().code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(retrieve_->read(**two).ok());
+
+  // The same edit made in the database: rows 1.2.1.1 and 1.3.1.1 swap objects.
+  const auto point = [](const std::string& sop, const InstanceLocation& at) {
+    return "UPDATE instance SET blob_id = '" + at.blob_id + "', sha256 = '" + at.sha256_hex +
+           "', size = " + std::to_string(at.size) + " WHERE sop_uid = '" + sop + "';";
+  };
+  const std::string swap = "UPDATE instance SET blob_id = 'x' WHERE sop_uid = '1.3.1.1';" + point("1.2.1.1", **two) +
+                           point("1.3.1.1", **one);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_.path() + "/i.sqlite").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, swap.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto report = verifyArchive(*index_, blobs_, 1 << 20, nullptr);
+  ASSERT_TRUE(report.ok());
+  std::set<std::string> reported;
+  for (const auto& p : report->problems) {
+    EXPECT_EQ(p.kind, "altered");
+    reported.insert(p.sop_uid);
+  }
+  EXPECT_EQ(reported, (std::set<std::string>{"1.2.1.1", "1.3.1.1"}));
 }
 
 TEST_F(StoreServiceTest, VerifyReportsMissingAndOrphanedObjects) {

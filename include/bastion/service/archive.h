@@ -176,13 +176,16 @@ class RetrieveService {
   };
   StatusOr<Selection> select(const CallContext& ctx, const std::string& action, const Query& query);
   // Decrypts and verifies one stored object (Part-10 bytes). kDataLoss if a
-  // segment or the recorded SHA-256 does not verify: never altered bytes.
+  // segment does not authenticate or the object is not the instance `loc`
+  // names (checkObjectIdentity): never altered or another patient's bytes.
+  // The recorded SHA-256 is checked by `bastion verify`, not here.
   StatusOr<Bytes> read(const InstanceLocation& loc);
   // The same object as a stream, for objects too large to hold whole: each
   // segment is decrypted and authenticated as it is read (kDataLoss on a
-  // failed tag, at that point), and the recorded SHA-256 is checked when
-  // the end is reached: a mismatch is a kDataLoss instead of the end. A
-  // caller that has sent bytes already must then abort what it was sending.
+  // failed tag, at that point); the first read, which must be large enough
+  // to hold the file meta information, is also checked for identity. A
+  // kDataLoss after bytes were handed out (a later segment's tag, a cut
+  // tail) means a caller that has sent bytes already must abort.
   class ObjectStream {
    public:
     virtual ~ObjectStream() = default;
@@ -220,5 +223,14 @@ inline constexpr const char* kImplementationVersion = "BASTION_0_1";
 // Builds a Part-10 file: 128 zero bytes, "DICM", group 0002, then `dataset`.
 Bytes buildPart10(const std::string& sop_class, const std::string& sop_instance, const std::string& ts,
                   const std::string& impl_uid, const std::string& impl_version, ByteView dataset);
+
+// Checks that a stored object is the instance its index row names: `head`,
+// the object's first bytes (at least its file meta information), must carry
+// the row's SOP Instance UID in (0002,0003), which the store path writes into
+// every object it keeps. AES-GCM proves an object is one Bastion wrote under
+// that blob id; this binds it to the row, so a row edited to point at another
+// patient's object fails (kDataLoss) even when its digest column was edited
+// too. Cheap: it reads a few hundred bytes, where a digest reads them all.
+Status checkObjectIdentity(ByteView head, const InstanceLocation& loc);
 
 }  // namespace bastion
