@@ -511,7 +511,7 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
   const std::string boundary = "bastion-" + randomHex(16);
   auto list = std::make_shared<std::vector<InstanceLocation>>(std::move(sel->instances));
   // Large objects sent as stored are streamed segment by segment (each
-  // authenticated as it is read, the digest checked at the end); the others
+  // authenticated as it is read, its identity checked first); the others
   // are read whole, decrypted, verified (and transcoded) by the prefetcher
   // while the previous one is on the wire.
   auto streamed = std::make_shared<std::vector<bool>>();
@@ -551,25 +551,25 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
   Response r;
   r.set("Content-Type", "multipart/related; type=\"application/dicom\"; boundary=" + boundary);
   r.stream = [this, ctx, list, st, fetch, first, boundary, study, rule, transcode,
-              streamed](std::string& chunk) -> StatusOr<bool> {
+              streamed](StreamChunk& chunk) -> StatusOr<bool> {
     const auto fail = [&](const Status& s, const std::string& study_uid) {
       auditFailure(ctx, "wado", study_uid, st->sent, s, rule);
       return s;
     };
     if (st->current) {
-      chunk.resize(kStreamChunk);
-      auto n = st->current->read(std::span<uint8_t>(reinterpret_cast<uint8_t*>(chunk.data()), chunk.size()));
+      chunk.data.resize(kStreamChunk);
+      auto n = st->current->read(chunk.data);
       if (!n.ok()) return fail(n.status(), (*list)[st->next - 1].study_uid);
-      chunk.resize(*n);
+      chunk.data.resize(*n);
       if (*n == 0) {
-        chunk = "\r\n";
+        chunk.text = "\r\n";
         st->current.reset();
         ++st->sent;
       }
       return true;
     }
     if (st->next >= list->size()) {
-      chunk = "--" + boundary + "--\r\n";
+      chunk.text = "--" + boundary + "--\r\n";
       retrieve_.audit(ctx, "wado", study, st->sent, "success", "", rule);
       return false;
     }
@@ -584,12 +584,12 @@ Response DicomWebService::wado(Request& req, const CallContext& ctx, QueryLevel 
       st->current = std::move(opened).value();
       length = st->current->size();
     }
-    chunk = "--" + boundary + "\r\nContent-Type: application/dicom; transfer-syntax=" +
-            ((*transcode)[i] ? std::string(kExplicitLittle) : loc.transfer_syntax) +
-            "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+    chunk.text = "--" + boundary + "\r\nContent-Type: application/dicom; transfer-syntax=" +
+                 ((*transcode)[i] ? std::string(kExplicitLittle) : loc.transfer_syntax) +
+                 "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
     if (st->current) return true;
-    chunk.append(reinterpret_cast<const char*>(bytes->data()), bytes->size());
-    chunk += "\r\n";
+    chunk.data = std::move(bytes).value();
+    chunk.tail = "\r\n";
     ++st->sent;
     return true;
   };
@@ -651,7 +651,8 @@ Response DicomWebService::metadata(const CallContext& ctx, QueryLevel level, con
   Response r;
   r.set("Content-Type", "application/dicom+json");
   r.stream = [this, ctx, list, next, fetch, hits, misses, fresh, contexts, study,
-              rule](std::string& chunk) -> StatusOr<bool> {
+              rule](StreamChunk& out) -> StatusOr<bool> {
+    std::string& chunk = out.text;
     if (*next >= list->size()) {
       chunk = list->empty() ? "[]" : "]";
       (void)retrieve_.cacheMetadata(*fresh);  // derived data: a failure only costs the next request

@@ -2,18 +2,20 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
-#include <algorithm>
 #include <condition_variable>
 
 #include "crypto/tls_policy.h"
 #include "guard/rate_limiter.h"
+#include "web/http/tls_stream.h"
 
 namespace bastion::web {
 
@@ -48,7 +50,7 @@ struct HttpsServer::Impl {
 
   void acceptLoop();
   void serve(tcp::socket socket);
-  bool handleOne(beast::ssl_stream<tcp::socket&>& stream, beast::flat_buffer& buf, const std::string& peer);
+  bool handleOne(TlsStream& stream, beast::flat_buffer& buf, const std::string& peer);
 };
 
 namespace {
@@ -75,13 +77,17 @@ bool writeResponse(Stream& stream, Response& r, unsigned version, bool keep_aliv
   http::response_serializer<http::empty_body> sr{res};
   http::write_header(stream, sr, ec);
   if (ec) return false;
-  std::string chunk;
+  StreamChunk chunk;
   while (true) {
-    chunk.clear();
+    chunk.text.clear();
+    chunk.data.clear();
+    chunk.tail.clear();
     auto more = r.stream(chunk);
     if (!more.ok()) return false;  // abort: the client sees a truncated chunked body
     if (!chunk.empty()) {
-      asio::write(stream, http::make_chunk(asio::buffer(chunk)), ec);
+      const std::array<asio::const_buffer, 3> parts{asio::buffer(chunk.text), asio::buffer(chunk.data),
+                                                    asio::buffer(chunk.tail)};
+      asio::write(stream, http::make_chunk(parts), ec);
       if (ec) return false;
     }
     if (!*more) break;
@@ -106,8 +112,8 @@ namespace {
 // Before closing after an error, reads (and drops) what the client is still
 // sending, for a second and at most 1 MiB, so that it gets to read our
 // response instead of a reset ("lingering close").
-void linger(beast::ssl_stream<tcp::socket&>& stream) {
-  const int fd = stream.next_layer().native_handle();
+void linger(TlsStream& stream) {
+  const int fd = stream.fd();
   timeval tv{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   char buf[16384];
@@ -184,7 +190,15 @@ void HttpsServer::Impl::acceptLoop() {
       continue;
     }
     ++active;
-    std::thread([this, s = std::move(socket)]() mutable { serve(std::move(s)); }).detach();
+    std::thread([this, s = std::move(socket)]() mutable {
+      // A client gone mid-response makes OpenSSL's write() raise SIGPIPE: an
+      // error for this connection, not the end of the process.
+      sigset_t pipe;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+      serve(std::move(s));
+    }).detach();
   }
 }
 
@@ -202,8 +216,8 @@ void HttpsServer::Impl::serve(tcp::socket socket) {
   beast::error_code ec;
   const std::string peer = socket.remote_endpoint(ec).address().to_string();
   {
-    beast::ssl_stream<tcp::socket&> stream(socket, tls);
-    stream.handshake(asio::ssl::stream_base::server, ec);
+    TlsStream stream(tls.native_handle(), fd);
+    stream.handshake(ec);
     if (!ec && !stopping) {
       beast::flat_buffer buf;
       while (!stopping && handleOne(stream, buf, peer)) {
@@ -217,8 +231,7 @@ void HttpsServer::Impl::serve(tcp::socket socket) {
   if (--active == 0) idle_cv.notify_all();
 }
 
-bool HttpsServer::Impl::handleOne(beast::ssl_stream<tcp::socket&>& stream, beast::flat_buffer& buf,
-                                  const std::string& peer) {
+bool HttpsServer::Impl::handleOne(TlsStream& stream, beast::flat_buffer& buf, const std::string& peer) {
   beast::error_code ec;
   http::request_parser<http::buffer_body> parser;
   parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));

@@ -39,14 +39,24 @@ struct Request {
   }
 };
 
+// One piece of a streamed body: `text`, `data` and `tail`, sent in that
+// order as one chunk. `data` lets an object's bytes go out without a copy.
+struct StreamChunk {
+  std::string text;
+  Bytes data;
+  std::string tail;
+  bool empty() const { return text.empty() && data.empty() && tail.empty(); }
+};
+
 struct Response {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   // If set, the body is produced by calls to `stream` until it returns false;
-  // each call appends to `chunk`. An error after the first chunk aborts the
-  // connection (the client sees a truncated response, never a wrong one).
-  std::function<StatusOr<bool>(std::string& chunk)> stream;
+  // each call fills `chunk` (given empty). An error after the first chunk
+  // aborts the connection (the client sees a truncated response, never a
+  // wrong one).
+  std::function<StatusOr<bool>(StreamChunk& chunk)> stream;
   void set(const std::string& name, const std::string& value) { headers.emplace_back(name, value); }
 };
 
