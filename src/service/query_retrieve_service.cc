@@ -1,7 +1,8 @@
-#include "bastion/service/archive.h"
-
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+
+#include "bastion/service/archive.h"
 
 namespace bastion {
 
@@ -112,29 +113,28 @@ StatusOr<Bytes> RetrieveService::read(const InstanceLocation& loc) {
 
 namespace {
 
-// Streams an object; its first read must hold the file meta information,
-// which is checked before a byte of it is handed out.
+constexpr uint64_t kIdentityHead = 4096;  // bytes read to check an object's file meta
+
+// Streams an object whose identity openStream() has checked.
 class CheckedStream final : public RetrieveService::ObjectStream {
  public:
-  CheckedStream(std::unique_ptr<BlobReader> reader, InstanceLocation loc)
-      : reader_(std::move(reader)), loc_(std::move(loc)) {}
+  CheckedStream(std::unique_ptr<BlobReader> reader, std::string id) : reader_(std::move(reader)), id_(std::move(id)) {}
   uint64_t size() const override { return reader_->size(); }
   StatusOr<size_t> read(std::span<uint8_t> out) override {
     if (done_) return size_t{0};
     ASSIGN_OR_RETURN(size_t n, reader_->read(offset_, out));
     if (n == 0) {
-      if (offset_ != reader_->size()) return dataLoss("object " + loc_.blob_id + " shorter than recorded");
+      if (offset_ != reader_->size()) return dataLoss("object " + id_ + " shorter than recorded");
       done_ = true;
       return size_t{0};
     }
-    if (offset_ == 0) RETURN_IF_ERROR(checkObjectIdentity(ByteView(out.data(), n), loc_));
     offset_ += n;
     return n;
   }
 
  private:
   std::unique_ptr<BlobReader> reader_;
-  const InstanceLocation loc_;
+  const std::string id_;
   uint64_t offset_ = 0;
   bool done_ = false;
 };
@@ -144,7 +144,17 @@ class CheckedStream final : public RetrieveService::ObjectStream {
 StatusOr<std::unique_ptr<RetrieveService::ObjectStream>> RetrieveService::openStream(const InstanceLocation& loc) {
   ASSIGN_OR_RETURN(auto reader, d_.blobs.open(loc.blob_id));
   if (reader->size() > d_.limits.max_object_size + (1 << 20)) return resourceExhausted("object over the size limit");
-  return std::unique_ptr<ObjectStream>(std::make_unique<CheckedStream>(std::move(reader), loc));
+  // The file meta Bastion writes is a few hundred bytes; its first segment
+  // stays decrypted in the reader for the stream's first read.
+  Bytes head(static_cast<size_t>(std::min<uint64_t>(reader->size(), kIdentityHead)));
+  size_t got = 0;
+  while (got < head.size()) {
+    ASSIGN_OR_RETURN(size_t n, reader->read(got, std::span<uint8_t>(head).subspan(got)));
+    if (n == 0) return dataLoss("object " + loc.blob_id + " shorter than recorded");
+    got += n;
+  }
+  RETURN_IF_ERROR(checkObjectIdentity(head, loc));
+  return std::unique_ptr<ObjectStream>(std::make_unique<CheckedStream>(std::move(reader), loc.blob_id));
 }
 
 void RetrieveService::audit(const CallContext& ctx, const std::string& action, const std::string& study_uid,

@@ -253,7 +253,9 @@ TEST_F(StoreServiceTest, TamperedObjectFailsReadAndVerify) {
 
 // An index row edited to name another instance's object, digest column
 // included (the digest check retrieval used to make passes then), is refused
-// by retrieval, whole or streamed, and reported by verify.
+// by retrieval, whole or streamed, and reported by verify. (The check binds
+// the object to the row's SOP Instance UID only: a row moved into another
+// series as a whole is not caught; see docs/storage.md.)
 TEST_F(StoreServiceTest, ARowPointingAtAnotherObjectIsRefusedAndReported) {
   ASSERT_TRUE(put(makeInstance("P1", "ONE", "1.2", "1.2.1", "1.2.1.1")).ok());
   ASSERT_TRUE(put(makeInstance("P2", "TWO", "1.3", "1.3.1", "1.3.1.1")).ok());
@@ -265,11 +267,15 @@ TEST_F(StoreServiceTest, ARowPointingAtAnotherObjectIsRefusedAndReported) {
   forged.sha256_hex = (*two)->sha256_hex;
   forged.size = (*two)->size;
   EXPECT_EQ(retrieve_->read(forged).status().code(), StatusCode::kDataLoss);
-  auto stream = retrieve_->openStream(forged);
-  ASSERT_TRUE(stream.ok());
-  Bytes buf(1 << 16);
-  EXPECT_EQ((*stream)->read(buf).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(retrieve_->openStream(forged).status().code(), StatusCode::kDataLoss);
   EXPECT_TRUE(retrieve_->read(**two).ok());
+  // The genuine row streams: identity checked on open, then every byte.
+  auto stream = retrieve_->openStream(**two);
+  ASSERT_TRUE(stream.ok());
+  Bytes streamed, buf(100);
+  for (auto n = (*stream)->read(buf); n.ok() && *n > 0; n = (*stream)->read(buf))
+    streamed.insert(streamed.end(), buf.begin(), buf.begin() + static_cast<long>(*n));
+  EXPECT_EQ(streamed, *retrieve_->read(**two));
 
   // The same edit made in the database: rows 1.2.1.1 and 1.3.1.1 swap objects.
   const auto point = [](const std::string& sop, const InstanceLocation& at) {

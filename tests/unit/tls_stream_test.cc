@@ -39,10 +39,17 @@ class TlsStreamTest : public ::testing::Test {
     ASSERT_EQ(SSL_CTX_load_verify_locations(client_ctx_, (d + "/ca.crt").c_str(), nullptr), 1);
     SSL_CTX_set_verify(client_ctx_, SSL_VERIFY_PEER, nullptr);
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds_), 0);
+    // A stream that waits for bytes that never come fails the test instead of hanging it.
+    const timeval tv{10, 0};
+    for (int fd : fds_) {
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
     client_ = SSL_new(client_ctx_);
     SSL_set_fd(client_, fds_[1]);
   }
   void TearDown() override {
+    if (server_.joinable()) server_.join();
     SSL_free(client_);
     SSL_CTX_free(client_ctx_);
     SSL_CTX_free(server_ctx_);
@@ -51,18 +58,21 @@ class TlsStreamTest : public ::testing::Test {
   }
   // Runs `server` on a thread with SIGPIPE blocked (as the HTTPS server's
   // connection threads run), while the client handshakes on this one.
-  std::thread serve(std::function<void(TlsStream&)> server) {
-    return std::thread([this, server] {
+  // finish() joins it (TearDown too, should an assertion return early).
+  void serve(std::function<void(TlsStream&)> server) {
+    server_ = std::thread([this, server] {
       sigset_t pipe;
       sigemptyset(&pipe);
       sigaddset(&pipe, SIGPIPE);
       pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
       TlsStream s(server_ctx_, fds_[0]);
-      boost::beast::error_code ec;
-      s.handshake(ec);
-      if (ec) return;
-      server(s);
+      s.handshake(handshake_);
+      if (!handshake_) server(s);
     });
+  }
+  void finish() {
+    server_.join();
+    EXPECT_FALSE(handshake_) << handshake_.message();
   }
   Bytes clientRead(size_t n) {
     Bytes got(n);
@@ -81,6 +91,8 @@ class TlsStreamTest : public ::testing::Test {
   SSL_CTX* client_ctx_ = nullptr;
   SSL* client_ = nullptr;
   int fds_[2] = {-1, -1};
+  std::thread server_;
+  boost::beast::error_code handshake_;
 };
 
 Bytes pattern(size_t n) {
@@ -94,7 +106,7 @@ TEST_F(TlsStreamTest, CarriesLargeWritesBothWaysAndReadsAnOrderlyCloseAsEof) {
   Bytes received;
   boost::beast::error_code end;
   size_t written = 0;
-  std::thread t = serve([&](TlsStream& s) {
+  serve([&](TlsStream& s) {
     boost::beast::error_code ec;
     uint8_t buf[70000];
     while (received.size() < request.size()) {
@@ -113,7 +125,7 @@ TEST_F(TlsStreamTest, CarriesLargeWritesBothWaysAndReadsAnOrderlyCloseAsEof) {
   ASSERT_EQ(SSL_write_ex(client_, request.data(), request.size(), &sent), 1);
   EXPECT_EQ(clientRead(response.size()), response);  // all of it, flushed when write_some returned
   SSL_shutdown(client_);
-  t.join();
+  finish();
   EXPECT_EQ(received, request);
   EXPECT_EQ(written, response.size());
   EXPECT_EQ(end, asio::error::eof);
@@ -121,19 +133,19 @@ TEST_F(TlsStreamTest, CarriesLargeWritesBothWaysAndReadsAnOrderlyCloseAsEof) {
 
 TEST_F(TlsStreamTest, AConnectionCutWithoutCloseNotifyReadsAsTruncated) {
   boost::beast::error_code end;
-  std::thread t = serve([&](TlsStream& s) {
+  serve([&](TlsStream& s) {
     uint8_t buf[100];
     s.read_some(asio::buffer(buf), end);
   });
   ASSERT_EQ(SSL_connect(client_), 1);
   ::shutdown(fds_[1], SHUT_RDWR);
-  t.join();
+  finish();
   EXPECT_EQ(end, asio::ssl::error::stream_truncated);
 }
 
 TEST_F(TlsStreamTest, WritingToAClientThatLeftFailsInsteadOfKillingTheProcess) {
   boost::beast::error_code first, later;
-  std::thread t = serve([&](TlsStream& s) {
+  serve([&](TlsStream& s) {
     uint8_t buf[100];
     s.read_some(asio::buffer(buf), first);
     const Bytes big = pattern(1 << 20);
@@ -144,7 +156,7 @@ TEST_F(TlsStreamTest, WritingToAClientThatLeftFailsInsteadOfKillingTheProcess) {
   ASSERT_EQ(SSL_write_ex(client_, "x", 1, &sent), 1);
   ::close(fds_[1]);
   fds_[1] = -1;
-  t.join();
+  finish();
   EXPECT_FALSE(first);
   EXPECT_TRUE(later);  // EPIPE or a reset: an error code, and this test still runs
 }

@@ -182,9 +182,8 @@ class RetrieveService {
   StatusOr<Bytes> read(const InstanceLocation& loc);
   // The same object as a stream, for objects too large to hold whole: each
   // segment is decrypted and authenticated as it is read (kDataLoss on a
-  // failed tag, at that point); the first read, which must be large enough
-  // to hold the file meta information, is also checked for identity. A
-  // kDataLoss after bytes were handed out (a later segment's tag, a cut
+  // failed tag, at that point). Its identity is checked when it is opened
+  // (kDataLoss then). A kDataLoss from read() (a later segment's tag, a cut
   // tail) means a caller that has sent bytes already must abort.
   class ObjectStream {
    public:

@@ -37,7 +37,8 @@ class TlsStream {
   int fd() const { return fd_; }
   // The server side of the handshake.
   void handshake(boost::beast::error_code& ec);
-  // Sends close_notify (and does not wait for the peer's).
+  // Sends close_notify (and does not wait for the peer's); nothing after a
+  // failure other than the peer's own close_notify (asio::error::shut_down).
   void shutdown(boost::beast::error_code& ec);
 
   // Reads at least one byte into the first non-empty buffer. At the peer's
@@ -89,11 +90,15 @@ class TlsStream {
   size_t readSome(void* data, size_t size, boost::beast::error_code& ec);
   void writeAll(const void* data, size_t size, boost::beast::error_code& ec);
   void flush(boost::beast::error_code& ec);
-  // The error of a failed SSL_* call that returned `ret`.
+  // The error of a failed SSL_* call that returned `ret` (errno zeroed
+  // before the call); marks the connection broken unless it is the peer's
+  // close_notify.
   boost::beast::error_code failure(int ret);
+  boost::beast::error_code classify(int ret);
 
   const int fd_;
   SSL* ssl_ = nullptr;
+  bool broken_ = false;
 };
 
 }  // namespace bastion::web
