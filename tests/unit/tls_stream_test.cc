@@ -13,6 +13,7 @@
 #include <boost/asio/ssl/error.hpp>
 #include <csignal>
 #include <thread>
+#include <vector>
 
 #include "crypto/pki.h"
 #include "crypto/tls_policy.h"
@@ -129,6 +130,30 @@ TEST_F(TlsStreamTest, CarriesLargeWritesBothWaysAndReadsAnOrderlyCloseAsEof) {
   EXPECT_EQ(received, request);
   EXPECT_EQ(written, response.size());
   EXPECT_EQ(end, asio::error::eof);
+}
+
+// Small buffers share a record with what follows: the client's first read
+// (at most one record) is a full record, not the 10-byte piece.
+TEST_F(TlsStreamTest, SmallPiecesShareFullRecords) {
+  const Bytes body = pattern(40000);
+  serve([&](TlsStream& s) {
+    boost::beast::error_code ec;
+    const std::array<asio::const_buffer, 3> parts{asio::buffer(body.data(), 10), asio::buffer(body.data() + 10, 20),
+                                                  asio::buffer(body.data() + 30, body.size() - 30)};
+    s.write_some(parts, ec);
+  });
+  ASSERT_EQ(SSL_connect(client_), 1);
+  Bytes buf(1 << 16), got;
+  std::vector<size_t> reads;
+  while (got.size() < body.size()) {
+    size_t n = 0;
+    if (SSL_read_ex(client_, buf.data(), buf.size(), &n) != 1) break;
+    reads.push_back(n);
+    got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(n));
+  }
+  finish();
+  EXPECT_EQ(got, body);
+  EXPECT_EQ(reads, (std::vector<size_t>{16384, 16384, 40000 - 2 * 16384}));
 }
 
 TEST_F(TlsStreamTest, AConnectionCutWithoutCloseNotifyReadsAsTruncated) {

@@ -3,6 +3,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 
+#include <algorithm>
 #include <boost/asio/error.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <cerrno>
@@ -125,6 +126,26 @@ void TlsStream::writeAll(const void* data, size_t size, error_code& ec) {
     size -= n;
   }
   ec = {};
+}
+
+void TlsStream::stage(const unsigned char* p, size_t n, error_code& ec) {
+  if (!staged_.empty()) {
+    const size_t take = std::min(n, kRecord - staged_.size());
+    staged_.append(reinterpret_cast<const char*>(p), take);
+    p += take;
+    n -= take;
+    if (staged_.size() < kRecord) return;
+    writeStaged(ec);
+    if (ec) return;
+  }
+  const size_t whole = n - n % kRecord;
+  if (whole > 0) writeAll(p, whole, ec);
+  if (!ec) staged_.append(reinterpret_cast<const char*>(p + whole), n - whole);
+}
+
+void TlsStream::writeStaged(error_code& ec) {
+  if (!staged_.empty()) writeAll(staged_.data(), staged_.size(), ec);
+  staged_.clear();
 }
 
 void TlsStream::flush(error_code& ec) {

@@ -23,6 +23,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/system/system_error.hpp>
+#include <string>
 
 namespace bastion::web {
 
@@ -61,18 +62,22 @@ class TlsStream {
     return n;
   }
 
-  // Writes all of `buffers` and flushes (returns their total size), or fails.
+  // Writes all of `buffers` and flushes (returns their total size), or fails
+  // (0). The buffers are cut into full 16 kB records whatever their sizes:
+  // small ones (a chunk's size line, a part's headers) share a record with
+  // what follows instead of costing one each (and the client two recv()s).
   template <typename ConstBufferSequence>
   size_t write_some(const ConstBufferSequence& buffers, boost::beast::error_code& ec) {
     size_t total = 0;
-    for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
+    ec = {};
+    for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers) && !ec;
+         ++it) {
       const boost::asio::const_buffer b = *it;
-      if (b.size() == 0) continue;
-      writeAll(b.data(), b.size(), ec);
-      if (ec) return total;
+      stage(static_cast<const unsigned char*>(b.data()), b.size(), ec);
       total += b.size();
     }
-    flush(ec);
+    if (!ec) writeStaged(ec);
+    if (!ec) flush(ec);
     return ec ? 0 : total;
   }
   template <typename ConstBufferSequence>
@@ -85,10 +90,15 @@ class TlsStream {
 
   static constexpr int kReadBuffer = 64 * 1024;
   static constexpr long kWriteBuffer = 128 * 1024;
+  static constexpr size_t kRecord = 16384;  // TLS's largest record payload
 
  private:
   size_t readSome(void* data, size_t size, boost::beast::error_code& ec);
   void writeAll(const void* data, size_t size, boost::beast::error_code& ec);
+  // Writes whole records of `data` and keeps the rest in staged_, after
+  // completing a record begun there; writeStaged() writes what is left.
+  void stage(const unsigned char* data, size_t size, boost::beast::error_code& ec);
+  void writeStaged(boost::beast::error_code& ec);
   void flush(boost::beast::error_code& ec);
   // The error of a failed SSL_* call that returned `ret` (errno zeroed
   // before the call); marks the connection broken unless it is the peer's
@@ -99,6 +109,7 @@ class TlsStream {
   const int fd_;
   SSL* ssl_ = nullptr;
   bool broken_ = false;
+  std::string staged_;  // less than one record
 };
 
 }  // namespace bastion::web
