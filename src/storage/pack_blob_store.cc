@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -124,13 +125,15 @@ class PackReader final : public BlobReader {
 // are written and which are durable, and the zero-filled space ahead.
 class PackBlobStore::Pack {
  public:
-  Pack(uint32_t number, int fd, uint64_t limit, bool drop_behind)
-      : number_(number), fd_(fd), limit_(limit), drop_behind_(drop_behind) {}
+  // `direct_fd`: the same file opened with O_DIRECT, or -1.
+  Pack(uint32_t number, int fd, int direct_fd, uint64_t limit, bool drop_behind)
+      : number_(number), fd_(fd), direct_fd_(direct_fd), limit_(limit), drop_behind_(drop_behind) {}
   // Drops zero-filled space nobody will write (not synced: after a crash
   // the zeros come back, which a scan reads as the end).
   ~Pack() {
     if (status_.ok() && !zeroing_ && written_end_ == reserved_end_ && prepared_end_ > reserved_end_)
       (void)::ftruncate(fd_, static_cast<off_t>(reserved_end_));
+    if (direct_fd_ >= 0) ::close(direct_fd_);
     ::close(fd_);
   }
   uint32_t number() const { return number_; }
@@ -144,14 +147,24 @@ class PackBlobStore::Pack {
     return at;
   }
 
-  // Writes a reserved record. Waits while its range is being zero-filled.
+  // Writes a reserved record, with direct I/O if the pack has it and the
+  // record, its place and its buffer are aligned. Waits while its range is
+  // being zero-filled.
   Status write(uint64_t at, ByteView record) {
     const uint64_t end = at + record.size();
     {
       std::unique_lock l(mu_);
       cv_.wait(l, [&] { return !zeroing_ || end <= zero_from_ || at >= zero_to_; });
     }
-    Status s = pwriteAll(fd_, record.data(), record.size(), at);
+    const bool direct = direct_fd_ >= 0 && direct_ok_.load(std::memory_order_relaxed) && at % pack::kDirectAlign == 0 && record.size() % pack::kDirectAlign == 0 &&
+                        reinterpret_cast<uintptr_t>(record.data()) % pack::kDirectAlign == 0;
+    // A direct write that fails or falls short (a device wanting more
+    // alignment, say) is done again buffered, whole, and so are the pack's
+    // later records.
+    const bool written = direct && ::pwrite(direct_fd_, record.data(), record.size(), static_cast<off_t>(at)) ==
+                                       static_cast<ssize_t>(record.size());
+    if (direct && !written) direct_ok_.store(false, std::memory_order_relaxed);
+    Status s = written ? okStatus() : pwriteAll(fd_, record.data(), record.size(), at);
     std::lock_guard l(mu_);
     if (!s.ok()) {
       fail(s);
@@ -276,9 +289,10 @@ class PackBlobStore::Pack {
   }
 
   const uint32_t number_;
-  const int fd_;
+  const int fd_, direct_fd_;
   const uint64_t limit_;
-  const bool drop_behind_;
+  const bool drop_behind_;  // (also for a direct pack: its fallback and removals go through the cache)
+  std::atomic<bool> direct_ok_{true};  // no direct write has failed
   uint64_t dropped_end_ = 0;  // pages before this were dropped; guarded by mu_
   bool dropping_ = false;     // a thread is dropping pages; guarded by mu_
   std::mutex mu_;
@@ -309,7 +323,8 @@ class PackBlobStore::Writer final : public BlobWriter {
 
   void expect(uint64_t bytes) override {
     if (!file_ && record_.size() - pack::kHeaderSize + bytes <= store_.options_.inline_max)
-      record_.reserve(record_.size() + bytes + pack::kHeaderSize + (note_.empty() ? kNoteRoom : note_.size()));
+      record_.reserve(record_.size() + bytes + pack::kHeaderSize + (note_.empty() ? kNoteRoom : note_.size()) +
+                      pack::kHeaderSize + pack::kDirectAlign);  // a filler's room
   }
 
   Status append(ByteView data) override {
@@ -318,7 +333,7 @@ class PackBlobStore::Writer final : public BlobWriter {
     if (record_.size() - pack::kHeaderSize + data.size() > store_.options_.inline_max) {
       ASSIGN_OR_RETURN(file_, store_.files_->createWithId(id_));
       RETURN_IF_ERROR(file_->append(ByteView(record_).subspan(pack::kHeaderSize)));
-      Bytes().swap(record_);
+      PageAlignedBytes().swap(record_);
       return file_->append(data);
     }
     record_.insert(record_.end(), data.begin(), data.end());
@@ -337,7 +352,7 @@ class PackBlobStore::Writer final : public BlobWriter {
     if (file_) {
       RETURN_IF_ERROR(file_->commit());
       if (note_.empty()) return okStatus();
-      Bytes record(pack::kHeaderSize);  // the note alone, after its blob's file
+      PageAlignedBytes record(pack::kHeaderSize);  // the note alone, after its blob's file
       record.insert(record.end(), note_.begin(), note_.end());
       Status s = store_.commitRecord(id_, record, false, note_.size());
       if (!s.ok()) (void)store_.files_->remove(id_);  // on error nothing is visible under id()
@@ -353,7 +368,7 @@ class PackBlobStore::Writer final : public BlobWriter {
  private:
   PackBlobStore& store_;
   const std::string id_;
-  Bytes record_;  // header space, then the content
+  PageAlignedBytes record_;  // header space, then the content
   Bytes note_;
   std::unique_ptr<BlobWriter> file_;
   bool done_ = false;
@@ -437,7 +452,10 @@ StatusOr<std::shared_ptr<PackBlobStore::Pack>> PackBlobStore::activePack(int lan
       ::unlink(path.c_str());
       return s;
     }
-    lanes_[lane] = std::make_shared<Pack>(number, fd, options_.pack_size, options_.drop_behind);
+    // The large lane's records bypass the page cache where the filesystem
+    // allows it (where it refuses O_DIRECT, buffered writes).
+    const int direct_fd = lane == 1 && options_.direct_large ? ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC) : -1;
+    lanes_[lane] = std::make_shared<Pack>(number, fd, direct_fd, options_.pack_size, options_.drop_behind);
     return lanes_[lane];
   }
   return internalError("cannot create a pack in " + packs_dir_);
@@ -448,7 +466,7 @@ void PackBlobStore::retire(int lane, const std::shared_ptr<Pack>& pack) {
   if (lanes_[lane] == pack) lanes_[lane].reset();
 }
 
-Status PackBlobStore::commitRecord(const std::string& id, Bytes& record, bool blob, uint64_t note_length) {
+Status PackBlobStore::commitRecord(const std::string& id, PageAlignedBytes& record, bool blob, uint64_t note_length) {
   auto raw = pack::rawId(id);
   if (!raw) return internalError("blob id is not a UUID");
   const uint64_t notes = note_length > 0 ? pack::kHeaderSize + note_length : 0;
@@ -461,7 +479,15 @@ Status PackBlobStore::commitRecord(const std::string& id, Bytes& record, bool bl
     const auto header = pack::encode(pack::Header{pack::Kind::kNote, note_length, *raw});
     std::copy(header.begin(), header.end(), record.end() - static_cast<std::ptrdiff_t>(notes));
   }
-  const int lane = record.size() <= options_.small_record ? 0 : 1;
+  const uint64_t unpadded = record.size();
+  const int lane = unpadded <= options_.small_record ? 0 : 1;
+  if (lane == 1 && options_.direct_large) {
+    if (const uint64_t filler = pack::fillerAfter(unpadded); filler > 0) {
+      record.resize(static_cast<size_t>(unpadded + filler));  // zeros
+      const auto header = pack::encode(pack::Header{pack::Kind::kFiller, filler - pack::kHeaderSize, {}});
+      std::copy(header.begin(), header.end(), record.begin() + static_cast<std::ptrdiff_t>(unpadded));
+    }
+  }
   // A new pack takes any first record; others may fill it first, hence a few rounds.
   for (int attempt = 0; attempt < 100; ++attempt) {
     ASSIGN_OR_RETURN(std::shared_ptr<Pack> p, activePack(lane));
@@ -483,7 +509,7 @@ Status PackBlobStore::commitRecord(const std::string& id, Bytes& record, bool bl
     }
     std::lock_guard l(map_mu_);
     if (blob) locations_[*raw] = Location{p->number(), *at + pack::kHeaderSize, length};
-    else if (notes > 0) loose_notes_[*raw] = Location{p->number(), *at + record.size() - note_length, note_length};
+    else if (notes > 0) loose_notes_[*raw] = Location{p->number(), *at + unpadded - note_length, note_length};
     Known& k = packs_[p->number()];
     k.committed_end = std::max(k.committed_end, *at + record.size());
     return okStatus();

@@ -17,7 +17,11 @@
 //    one whose space ahead a background thread fills with zeros and syncs
 //    (their fdatasync then writes data only, no allocation to journal);
 //    larger records are appended to the other (zero-filling ahead of them
-//    would double the bytes written).
+//    would double the bytes written), with direct I/O where the filesystem
+//    has it: each such record starts and ends on a 4 KiB boundary (a filler
+//    record takes up the rest), goes from the writer's buffer to the disk
+//    without a copy into the page cache, and leaves its sync only the
+//    device's cache and the file's size to flush.
 //  - A process never appends to a pack it did not create: each start opens
 //    new packs, so the tail of a pack interrupted by a crash is never written
 //    over, and other processes (the CLI's import) write packs of their own.
@@ -43,6 +47,7 @@
 #include "bastion/storage/blob_store.h"
 #include "storage/filesystem_blob_store.h"
 #include "storage/pack_format.h"
+#include "storage/page_aligned.h"
 
 namespace bastion::storage {
 
@@ -56,6 +61,9 @@ struct PackOptions {
   // (POSIX_FADV_DONTNEED): write-once ciphertext would otherwise push the
   // index and recently read objects out, and every store would take fresh pages.
   bool drop_behind = true;
+  // Records of the large lane are written with O_DIRECT (where the
+  // filesystem refuses it, buffered; the alignment stays).
+  bool direct_large = true;
 };
 
 class PackBlobStore final : public BlobStore {
@@ -116,8 +124,9 @@ class PackBlobStore final : public BlobStore {
 
   PackBlobStore(std::string root, Random& random, PackOptions options, std::unique_ptr<FilesystemBlobStore> files);
   // `record` is the blob's header room and content (if `blob`), then, if
-  // `note_length` > 0, a note's header room and its `note_length` bytes.
-  Status commitRecord(const std::string& id, Bytes& record, bool blob, uint64_t note_length);
+  // `note_length` > 0, a note's header room and its `note_length` bytes. A
+  // record for the large lane may grow by a filler record.
+  Status commitRecord(const std::string& id, PageAlignedBytes& record, bool blob, uint64_t note_length);
   StatusOr<std::shared_ptr<Pack>> activePack(int lane);
   void retire(int lane, const std::shared_ptr<Pack>& pack);
   // Reads the headers of packs this process does not write, from where the

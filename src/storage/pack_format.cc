@@ -45,13 +45,12 @@ std::optional<Header> decode(ByteView bytes) {
   if (bytes.size() < kHeaderSize) return std::nullopt;
   const uint8_t* b = bytes.data();
   if (!std::equal(std::begin(kMagic), std::end(kMagic), b)) return std::nullopt;
-  if (b[4] != static_cast<uint8_t>(Kind::kBlob) && b[4] != static_cast<uint8_t>(Kind::kRemoved) &&
-      b[4] != static_cast<uint8_t>(Kind::kNote))
-    return std::nullopt;
+  if (b[4] < static_cast<uint8_t>(Kind::kBlob) || b[4] > static_cast<uint8_t>(Kind::kFiller)) return std::nullopt;
   if (b[5] || b[6] || b[7] || std::any_of(b + 32, b + kCrcAt, [](uint8_t x) { return x != 0; })) return std::nullopt;
   Header h;
   h.kind = static_cast<Kind>(b[4]);
   if (getLe(&b[kCrcAt], 4) != crcOf(b, kCrcAt)) {
+    if (h.kind == Kind::kFiller) return std::nullopt;
     // A removal (of a blob or a note) torn between its two changes: the CRC
     // is that of the kind before or after it.
     uint8_t other[kCrcAt];
@@ -68,6 +67,13 @@ std::optional<Header> decode(ByteView bytes) {
   if (h.length > kMaxContent) return std::nullopt;
   std::copy(b + 16, b + 32, h.id.begin());
   return h;
+}
+
+uint64_t fillerAfter(uint64_t size) {
+  const uint64_t rest = size % kDirectAlign;
+  if (rest == 0) return 0;
+  const uint64_t pad = kDirectAlign - rest;
+  return pad < kHeaderSize ? pad + kDirectAlign : pad;
 }
 
 std::optional<RawId> rawId(std::string_view id) {

@@ -10,7 +10,8 @@
 //        4     1  kind: 1 = blob, 2 = removed (content zeroed or a hole),
 //                 3 = note (BlobWriter::attachNote: opaque bytes of the layer
 //                 above, made durable with the blob of the same id, which
-//                 comes first)
+//                 comes first), 4 = filler (zeros that make the next
+//                 record start on a kDirectAlign boundary; zero id)
 //        5     3  zero
 //        8     8  length of the content, little endian
 //       16    16  blob id (the UUID's 16 bytes)
@@ -44,7 +45,11 @@ constexpr uint64_t kMaxContent = uint64_t{1} << 32;
 // No note is longer than this; a note header claiming more is damage.
 constexpr uint64_t kMaxNote = uint64_t{64} << 10;
 
-enum class Kind : uint8_t { kBlob = 1, kRemoved = 2, kNote = 3 };
+// Records written with direct I/O (PackBlobStore's large lane) start and end
+// on multiples of this; a filler record takes up the rest.
+constexpr uint64_t kDirectAlign = 4096;
+
+enum class Kind : uint8_t { kBlob = 1, kRemoved = 2, kNote = 3, kFiller = 4 };
 using RawId = std::array<uint8_t, 16>;
 
 struct Header {
@@ -57,8 +62,13 @@ std::array<uint8_t, kHeaderSize> encode(const Header& h);
 // The header in `bytes` (at least kHeaderSize of them), or nullopt if they
 // are not one: zeros, a torn or damaged header, an unknown kind. A header
 // whose CRC matches only with the kind before or after a removal is a torn
-// removal: kRemoved.
+// removal: kRemoved. A filler is never removed: damaged, it is nothing.
 std::optional<Header> decode(ByteView bytes);
+
+// The bytes a record of `size` bytes at an aligned offset needs after it so
+// that the next one starts aligned: 0, or at least kHeaderSize (the filler's
+// header, then zeros).
+uint64_t fillerAfter(uint64_t size);
 
 // Canonical UUID text <-> its 16 bytes. nullopt if `id` is not canonical.
 std::optional<RawId> rawId(std::string_view id);
