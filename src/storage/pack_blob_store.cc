@@ -318,7 +318,7 @@ class PackBlobStore::Writer final : public BlobWriter {
   static constexpr size_t kNoteRoom = 4096;
 
  public:
-  Writer(PackBlobStore& store, std::string id) : store_(store), id_(std::move(id)), record_(pack::kHeaderSize) {}
+  Writer(PackBlobStore& store, std::string id) : store_(store), id_(std::move(id)), record_(pack::kHeaderSize) {}  // header room, written by commitRecord
   const std::string& id() const override { return id_; }
 
   void expect(uint64_t bytes) override {
@@ -336,7 +336,7 @@ class PackBlobStore::Writer final : public BlobWriter {
       PageAlignedBytes().swap(record_);
       return file_->append(data);
     }
-    record_.insert(record_.end(), data.begin(), data.end());
+    appendBytes(record_, data);
     return okStatus();
   }
 
@@ -353,14 +353,14 @@ class PackBlobStore::Writer final : public BlobWriter {
       RETURN_IF_ERROR(file_->commit());
       if (note_.empty()) return okStatus();
       PageAlignedBytes record(pack::kHeaderSize);  // the note alone, after its blob's file
-      record.insert(record.end(), note_.begin(), note_.end());
+      appendBytes(record, note_);
       Status s = store_.commitRecord(id_, record, false, note_.size());
       if (!s.ok()) (void)store_.files_->remove(id_);  // on error nothing is visible under id()
       return s;
     }
     if (!note_.empty()) {
-      record_.resize(record_.size() + pack::kHeaderSize);
-      record_.insert(record_.end(), note_.begin(), note_.end());
+      record_.resize(record_.size() + pack::kHeaderSize);  // the note's header, written by commitRecord
+      appendBytes(record_, note_);
     }
     return store_.commitRecord(id_, record_, true, note_.size());
   }
@@ -483,7 +483,8 @@ Status PackBlobStore::commitRecord(const std::string& id, PageAlignedBytes& reco
   const int lane = unpadded <= options_.small_record ? 0 : 1;
   if (lane == 1 && options_.direct_large) {
     if (const uint64_t filler = pack::fillerAfter(unpadded); filler > 0) {
-      record.resize(static_cast<size_t>(unpadded + filler));  // zeros
+      record.resize(static_cast<size_t>(unpadded + filler));
+      std::memset(record.data() + unpadded, 0, static_cast<size_t>(filler));
       const auto header = pack::encode(pack::Header{pack::Kind::kFiller, filler - pack::kHeaderSize, {}});
       std::copy(header.begin(), header.end(), record.begin() + static_cast<std::ptrdiff_t>(unpadded));
     }
