@@ -1,5 +1,9 @@
 #include "index/sqlite/sqlite_db.h"
 
+#include <algorithm>
+#include <array>
+#include <string_view>
+
 #include "index/migrations.h"  // generated: kMigrations
 
 namespace bastion::index {
@@ -129,6 +133,14 @@ Status Db::syncFiles() {
 }
 
 Status Db::exec(const std::string& sql) {
+  // The statements every write transaction runs are prepared once (cached
+  // like any other), not parsed again by sqlite3_exec each time.
+  static const std::array<std::string_view, 5> kCached = {"BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", "SAVEPOINT one",
+                                                          "RELEASE one"};
+  if (std::find(kCached.begin(), kCached.end(), sql) != kCached.end()) {
+    ASSIGN_OR_RETURN(Stmt st, prepare(sql));
+    return st.run();
+  }
   char* err = nullptr;
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
