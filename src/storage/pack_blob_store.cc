@@ -18,6 +18,9 @@
 namespace bastion::storage {
 namespace {
 
+// Direct writes go from a writer's buffer: its alignment is the records'.
+static_assert(PageAlignedAllocator<uint8_t>::kAlign % pack::kDirectAlign == 0);
+
 Status pwriteAll(int fd, const uint8_t* data, size_t size, uint64_t at) {
   return writeAllAt(fd, ByteView(data, size), at, "write pack");
 }
@@ -156,7 +159,8 @@ class PackBlobStore::Pack {
       std::unique_lock l(mu_);
       cv_.wait(l, [&] { return !zeroing_ || end <= zero_from_ || at >= zero_to_; });
     }
-    const bool direct = direct_fd_ >= 0 && direct_ok_.load(std::memory_order_relaxed) && at % pack::kDirectAlign == 0 && record.size() % pack::kDirectAlign == 0 &&
+    const bool direct = direct_fd_ >= 0 && direct_ok_.load(std::memory_order_relaxed) && at % pack::kDirectAlign == 0 &&
+                        record.size() % pack::kDirectAlign == 0 &&
                         reinterpret_cast<uintptr_t>(record.data()) % pack::kDirectAlign == 0;
     // A direct write that fails or falls short (a device wanting more
     // alignment, say) is done again buffered, whole, and so are the pack's
@@ -294,7 +298,7 @@ class PackBlobStore::Pack {
   const uint32_t number_;
   const int fd_, direct_fd_;
   const uint64_t limit_;
-  const bool drop_behind_;  // (also for a direct pack: its fallback and removals go through the cache)
+  const bool drop_behind_;             // (also for a direct pack: its fallback and removals go through the cache)
   std::atomic<bool> direct_ok_{true};  // no direct write has failed
   uint64_t dropped_end_ = 0;  // pages before this were dropped; guarded by mu_
   bool dropping_ = false;     // a thread is dropping pages; guarded by mu_
@@ -321,7 +325,8 @@ class PackBlobStore::Writer final : public BlobWriter {
   static constexpr size_t kNoteRoom = 4096;
 
  public:
-  Writer(PackBlobStore& store, std::string id) : store_(store), id_(std::move(id)), record_(pack::kHeaderSize) {}  // header room, written by commitRecord
+  Writer(PackBlobStore& store, std::string id)
+      : store_(store), id_(std::move(id)), record_(pack::kHeaderSize) {}  // header room, written by commitRecord
   const std::string& id() const override { return id_; }
 
   void expect(uint64_t bytes) override {
@@ -457,7 +462,8 @@ StatusOr<std::shared_ptr<PackBlobStore::Pack>> PackBlobStore::activePack(int lan
     }
     // The large lane's records bypass the page cache where the filesystem
     // allows it (where it refuses O_DIRECT, buffered writes).
-    const int direct_fd = lane == 1 && options_.direct_large ? ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC) : -1;
+    const int direct_fd =
+        lane == 1 && options_.direct_large ? ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC) : -1;
     lanes_[lane] = std::make_shared<Pack>(number, fd, direct_fd, options_.pack_size, options_.drop_behind);
     return lanes_[lane];
   }
@@ -474,22 +480,19 @@ Status PackBlobStore::commitRecord(const std::string& id, PageAlignedBytes& reco
   if (!raw) return internalError("blob id is not a UUID");
   const uint64_t notes = note_length > 0 ? pack::kHeaderSize + note_length : 0;
   const uint64_t length = record.size() - notes - (blob ? pack::kHeaderSize : 0);
-  if (blob) {
-    const auto header = pack::encode(pack::Header{pack::Kind::kBlob, length, *raw});
-    std::copy(header.begin(), header.end(), record.begin());
-  }
-  if (notes > 0) {
-    const auto header = pack::encode(pack::Header{pack::Kind::kNote, note_length, *raw});
-    std::copy(header.begin(), header.end(), record.end() - static_cast<std::ptrdiff_t>(notes));
-  }
+  const auto putHeader = [&record](uint64_t at, const pack::Header& h) {
+    const auto header = pack::encode(h);
+    std::copy(header.begin(), header.end(), record.begin() + static_cast<std::ptrdiff_t>(at));
+  };
   const uint64_t unpadded = record.size();
+  if (blob) putHeader(0, pack::Header{pack::Kind::kBlob, length, *raw});
+  if (notes > 0) putHeader(unpadded - notes, pack::Header{pack::Kind::kNote, note_length, *raw});
   const int lane = unpadded <= options_.small_record ? 0 : 1;
   if (lane == 1 && options_.direct_large) {
     if (const uint64_t filler = pack::fillerAfter(unpadded); filler > 0) {
       record.resize(static_cast<size_t>(unpadded + filler));
       std::memset(record.data() + unpadded, 0, static_cast<size_t>(filler));
-      const auto header = pack::encode(pack::Header{pack::Kind::kFiller, filler - pack::kHeaderSize, {}});
-      std::copy(header.begin(), header.end(), record.begin() + static_cast<std::ptrdiff_t>(unpadded));
+      putHeader(unpadded, pack::Header{pack::Kind::kFiller, filler - pack::kHeaderSize, {}});
     }
   }
   // A new pack takes any first record; others may fill it first, hence a few rounds.
@@ -513,7 +516,8 @@ Status PackBlobStore::commitRecord(const std::string& id, PageAlignedBytes& reco
     }
     std::lock_guard l(map_mu_);
     if (blob) locations_[*raw] = Location{p->number(), *at + pack::kHeaderSize, length};
-    else if (notes > 0) loose_notes_[*raw] = Location{p->number(), *at + unpadded - note_length, note_length};
+    else if (notes > 0)
+      loose_notes_[*raw] = Location{p->number(), *at + unpadded - note_length, note_length};
     Known& k = packs_[p->number()];
     k.committed_end = std::max(k.committed_end, *at + record.size());
     return okStatus();

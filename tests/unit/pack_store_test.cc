@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "storage/atomic_file.h"
 #include "storage/pack_blob_store.h"
 #include "storage/pack_format.h"
 #include "test_util.h"
@@ -395,12 +396,8 @@ TEST(PackBlobStore, LargeRecordsAreAlignedAndBypassThePageCache) {
   std::vector<storage::pack::Kind> kinds;
   std::vector<uint64_t> starts;
   auto end = storage::pack::scan(
-      [fd](uint64_t at, std::span<uint8_t> out) -> StatusOr<size_t> {
-        const ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(at));
-        if (n < 0) return internalError("pread");
-        return static_cast<size_t>(n);
-      },
-      0, size, [&](const storage::pack::Record& r) {
+      [fd](uint64_t at, std::span<uint8_t> out) { return storage::readAt(fd, at, out, "read pack"); }, 0, size,
+      [&](const storage::pack::Record& r) {
         kinds.push_back(r.header.kind);
         starts.push_back(r.offset - storage::pack::kHeaderSize);
       });
